@@ -1,0 +1,259 @@
+//! The camera seam, shaped like libcamera: a camera owns a fixed pool of frame buffers (fds);
+//! the loop queues *requests* (a buffer plus per-request controls, the crop above all);
+//! completions arrive asynchronously and ring an fd; a completed request hands back the buffer
+//! with its sequence number, CLOCK_MONOTONIC capture time and the crop actually applied.
+//! The output size is fixed while the crop moves, as on the Pi where the ISP scales the crop.
+
+pub mod scene;
+pub mod stamp;
+pub mod synthetic;
+
+use std::os::fd::BorrowedFd;
+
+use crate::sys::shm::SharedMemory;
+
+/// A rectangle in sensor pixel coordinates (libcamera's `Rectangle`, as used by `ScalerCrop`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Rect {
+    pub const fn new(x: u32, y: u32, w: u32, h: u32) -> Self {
+        Rect { x, y, w, h }
+    }
+
+    pub fn right(&self) -> u32 {
+        self.x + self.w
+    }
+
+    pub fn bottom(&self) -> u32 {
+        self.y + self.h
+    }
+}
+
+impl std::fmt::Display for Rect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{},{},{}", self.x, self.y, self.w, self.h)
+    }
+}
+
+/// Width and height in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size {
+    pub w: u32,
+    pub h: u32,
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.w, self.h)
+    }
+}
+
+/// Planar YUV 4:2:0 (I420 / libcamera's YUV420): a full-size Y plane, then U and V at half
+/// resolution, no padding between rows. Width and height are even.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct I420Layout {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl I420Layout {
+    pub fn new(size: Size) -> Self {
+        assert!(size.w % 2 == 0 && size.h % 2 == 0, "I420 needs even dimensions, got {size}");
+        I420Layout { width: size.w, height: size.h }
+    }
+    pub fn y_len(&self) -> usize {
+        (self.width * self.height) as usize
+    }
+    pub fn chroma_width(&self) -> usize {
+        (self.width / 2) as usize
+    }
+    pub fn c_len(&self) -> usize {
+        self.y_len() / 4
+    }
+    pub fn frame_len(&self) -> usize {
+        self.y_len() + 2 * self.c_len()
+    }
+    /// (Y, U, V) plane views of one frame.
+    pub fn planes<'a>(&self, frame: &'a [u8]) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        let (y, rest) = frame[..self.frame_len()].split_at(self.y_len());
+        let (u, v) = rest.split_at(self.c_len());
+        (y, u, v)
+    }
+    pub fn planes_mut<'a>(&self, frame: &'a mut [u8]) -> (&'a mut [u8], &'a mut [u8], &'a mut [u8]) {
+        let (y, rest) = frame[..self.frame_len()].split_at_mut(self.y_len());
+        let (u, v) = rest.split_at_mut(self.c_len());
+        (y, u, v)
+    }
+}
+
+/// One frame buffer of a camera's pool. Whoever holds the value holds the pixels: it moves
+/// camera → loop → encoder → loop → camera and is never copied on the way.
+pub struct FrameBuffer {
+    /// Index in the owning camera's pool (stable for the buffer's life).
+    pub index: usize,
+    pub memory: SharedMemory,
+    pub layout: I420Layout,
+}
+
+impl FrameBuffer {
+    pub fn pixels(&self) -> &[u8] {
+        &self.memory.as_slice()[..self.layout.frame_len()]
+    }
+    pub fn pixels_mut(&mut self) -> &mut [u8] {
+        let len = self.layout.frame_len();
+        &mut self.memory.as_mut_slice()[..len]
+    }
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.memory.as_fd()
+    }
+}
+
+/// Controls carried by one request (libcamera's per-request ControlList).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Controls {
+    pub crop: Rect,
+}
+
+pub struct Request {
+    pub buffer: FrameBuffer,
+    pub controls: Controls,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameStatus {
+    Ok,
+    /// The camera gave the buffer back without a picture (libcamera's RequestCancelled/error).
+    Failed(String),
+}
+
+/// What the loop needs to know about a captured frame, wherever it travels next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub eye: u8,
+    pub sequence: u32,
+    /// CLOCK_MONOTONIC capture time (start of exposure), microseconds.
+    pub capture_us: u64,
+    /// The crop the camera really applied for this frame, in sensor coordinates.
+    pub crop: Rect,
+}
+
+pub struct Completed {
+    pub buffer: FrameBuffer,
+    pub meta: FrameMeta,
+    pub status: FrameStatus,
+}
+
+/// What a camera is, fixed once it is configured.
+#[derive(Clone, Debug)]
+pub struct CameraInfo {
+    /// Human-readable id (libcamera's camera id, or `synthetic:0`).
+    pub id: String,
+    /// The area crops live in (libcamera's `ScalerCropMaximum`): any crop must fit inside.
+    pub sensor: Rect,
+    /// The fixed output size the crop is scaled to.
+    pub output: Size,
+    /// Smallest crop the camera honours (the largest zoom).
+    pub min_crop: Size,
+    pub fps: u32,
+}
+
+#[derive(Debug)]
+pub enum CameraError {
+    /// The camera is not running (stopped or vanished); the buffer comes back.
+    NotRunning,
+    Other(String),
+}
+
+impl std::fmt::Display for CameraError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CameraError::NotRunning => write!(f, "camera is not running"),
+            CameraError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+pub trait Camera {
+    fn info(&self) -> &CameraInfo;
+
+    /// Readable when completed requests are waiting in [`Camera::drain_completed`].
+    fn completion_fd(&self) -> BorrowedFd<'_>;
+
+    /// The buffer pool, handed out once after start; the caller queues them as requests.
+    fn take_buffers(&mut self) -> Vec<FrameBuffer>;
+
+    /// Queue a request. Returns the sequence number the frame is expected to carry (exact for
+    /// the synthetic camera; a prediction on real hardware, where the completion is the truth).
+    fn queue_request(&mut self, request: Request) -> Result<u32, (Request, CameraError)>;
+
+    /// The sequence a request queued now would be expected to carry.
+    fn next_sequence(&self) -> u32;
+
+    /// Number of requests queued and not yet completed.
+    fn queued(&self) -> usize;
+
+    /// Move all completed requests into `out` (call when the completion fd is readable).
+    fn drain_completed(&mut self, out: &mut Vec<Completed>);
+
+    /// Frames the sensor produced with no request queued to receive them.
+    fn starved_frames(&self) -> u64;
+}
+
+/// The largest crop with the output's aspect ratio, centred in the sensor: the whole view.
+pub fn full_view(sensor: Rect, output: Size) -> Rect {
+    let (sw, sh) = (sensor.w as u64, sensor.h as u64);
+    let (ow, oh) = (output.w as u64, output.h as u64);
+    let (w, h) = if sw * oh >= sh * ow { (sh * ow / oh, sh) } else { (sw, sw * oh / ow) };
+    let (w, h) = (w as u32 & !1, h as u32 & !1);
+    Rect::new((sensor.x + (sensor.w - w) / 2) & !1, (sensor.y + (sensor.h - h) / 2) & !1, w, h)
+}
+
+/// Clamp a requested crop into the sensor area with a minimum size and even alignment: what a
+/// camera does to a crop it cannot honour exactly (the applied crop is then reported back).
+pub fn clamp_crop(req: Rect, sensor: Rect, min: Size) -> Rect {
+    let even_down = |v: u32| v & !1;
+    let w = even_down(req.w.clamp(min.w.min(sensor.w), sensor.w));
+    let h = even_down(req.h.clamp(min.h.min(sensor.h), sensor.h));
+    let x = even_down(req.x.clamp(sensor.x, sensor.right() - w));
+    let y = even_down(req.y.clamp(sensor.y, sensor.bottom() - h));
+    Rect { x, y, w, h }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamp_keeps_a_valid_crop_and_fixes_a_wild_one() {
+        let sensor = Rect::new(0, 0, 2304, 1296);
+        let min = Size { w: 64, h: 64 };
+        assert_eq!(clamp_crop(Rect::new(100, 50, 960, 1080), sensor, min), Rect::new(100, 50, 960, 1080));
+        assert_eq!(clamp_crop(Rect::new(5000, 5000, 9000, 9000), sensor, min), sensor);
+        assert_eq!(clamp_crop(Rect::new(2300, 1290, 1, 1), sensor, min), Rect::new(2240, 1232, 64, 64));
+        assert_eq!(clamp_crop(Rect::new(3, 7, 101, 99), sensor, min), Rect::new(2, 6, 100, 98));
+    }
+
+    #[test]
+    fn full_view_keeps_the_output_aspect() {
+        let s = Rect::new(0, 0, 2304, 1296);
+        assert_eq!(full_view(s, Size { w: 960, h: 1080 }), Rect::new(576, 0, 1152, 1296));
+        assert_eq!(full_view(s, Size { w: 1920, h: 1080 }), s);
+        assert_eq!(full_view(Rect::new(0, 0, 1000, 1000), Size { w: 1920, h: 1080 }), Rect::new(0, 218, 1000, 562));
+    }
+
+    #[test]
+    fn i420_planes_split_a_frame() {
+        let l = I420Layout::new(Size { w: 4, h: 2 });
+        assert_eq!(l.frame_len(), 12);
+        let buf: Vec<u8> = (0..12).collect();
+        let (y, u, v) = l.planes(&buf);
+        assert_eq!((y.len(), u, v), (8, &[8u8, 9][..], &[10u8, 11][..]));
+    }
+}

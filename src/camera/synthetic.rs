@@ -1,0 +1,272 @@
+//! The synthetic stereo camera: a virtual sensor pair that needs no hardware. One capture
+//! thread ticks from a timerfd at the configured fps and, on every tick, fills the oldest
+//! queued request of each eye (both eyes on the same tick, the way hardware-synchronised
+//! sensors do), paints the stamp, and rings that eye's completion doorbell. A tick that finds
+//! no request queued for an eye is a starved frame: the sequence still advances, as a real
+//! sensor's does.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::scene::Scene;
+use super::stamp::Stamp;
+use super::{
+    Camera, CameraError, CameraInfo, Completed, FrameBuffer, FrameMeta, FrameStatus, I420Layout, Rect, Request, Size,
+    clamp_crop,
+};
+use crate::sys::clock::monotonic_us;
+use crate::sys::notify::Doorbell;
+use crate::sys::shm::SharedMemory;
+use crate::sys::timer::Timer;
+
+/// Smallest crop the synthetic sensor accepts (a real ISP has a similar floor).
+pub const MIN_CROP: Size = Size { w: 64, h: 64 };
+
+#[derive(Clone, Debug)]
+pub struct SyntheticConfig {
+    pub sensor: Size,
+    pub output: Size,
+    pub fps: u32,
+    /// Horizontal disparity between the eyes, sensor pixels.
+    pub disparity: u32,
+    pub buffers_per_eye: usize,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        SyntheticConfig {
+            sensor: Size { w: 2304, h: 1296 },
+            output: Size { w: 960, h: 1080 },
+            fps: 30,
+            disparity: 24,
+            buffers_per_eye: 4,
+        }
+    }
+}
+
+#[derive(Default)]
+struct EyeQueues {
+    pending: VecDeque<Request>,
+    done: VecDeque<Completed>,
+    starved: u64,
+}
+
+struct RigState {
+    eyes: [EyeQueues; 2],
+    /// Sequence number the next tick will carry.
+    next_tick: u32,
+    running: bool,
+}
+
+struct Shared {
+    state: Mutex<RigState>,
+    doorbells: [Doorbell; 2],
+    stop: AtomicBool,
+}
+
+/// Owns the capture thread; the two eyes are handed out as [`SyntheticEye`]s.
+pub struct SyntheticRig {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct SyntheticEye {
+    eye: u8,
+    info: CameraInfo,
+    shared: Arc<Shared>,
+    buffers: Vec<FrameBuffer>,
+}
+
+impl SyntheticRig {
+    pub fn start(cfg: &SyntheticConfig) -> std::io::Result<(SyntheticRig, [SyntheticEye; 2])> {
+        if cfg.output.w % 2 != 0 || cfg.output.h % 2 != 0 || cfg.sensor.w % 2 != 0 || cfg.sensor.h % 2 != 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "sizes must be even"));
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(RigState {
+                eyes: [EyeQueues::default(), EyeQueues::default()],
+                next_tick: 0,
+                running: true,
+            }),
+            doorbells: [Doorbell::new()?, Doorbell::new()?],
+            stop: AtomicBool::new(false),
+        });
+        let layout = I420Layout::new(cfg.output);
+        let make_eye = |eye: u8| -> std::io::Result<SyntheticEye> {
+            let buffers = (0..cfg.buffers_per_eye)
+                .map(|index| {
+                    Ok(FrameBuffer {
+                        index,
+                        memory: SharedMemory::memfd(&format!("pieyes-eye{eye}-{index}"), layout.frame_len())?,
+                        layout,
+                    })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            Ok(SyntheticEye {
+                eye,
+                info: CameraInfo {
+                    id: format!("synthetic:{eye}"),
+                    sensor: Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h),
+                    output: cfg.output,
+                    min_crop: MIN_CROP,
+                    fps: cfg.fps,
+                },
+                shared: shared.clone(),
+                buffers,
+            })
+        };
+        let eyes = [make_eye(0)?, make_eye(1)?];
+        let timer = Timer::new(false)?;
+        let period = Duration::from_nanos(1_000_000_000 / cfg.fps.max(1) as u64);
+        let origin = monotonic_us() + period.as_micros() as u64;
+        timer.set_periodic_from(origin, period)?;
+        let scene = Scene::new(cfg.sensor, cfg.disparity);
+        let thread_shared = shared.clone();
+        let sensor = Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h);
+        let thread = std::thread::Builder::new()
+            .name("synthetic-cam".into())
+            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period.as_micros() as u64))?;
+        Ok((SyntheticRig { shared, thread: Some(thread) }, eyes))
+    }
+}
+
+impl Drop for SyntheticRig {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect, origin: u64, period_us: u64) {
+    let mut xmap = Vec::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let ticks = timer.expirations();
+        if ticks == 0 {
+            continue;
+        }
+        // A late wake-up (ticks > 1) skips the missed ticks: their sequences are simply gone.
+        let seq = {
+            let mut st = shared.state.lock().unwrap();
+            let seq = st.next_tick.wrapping_add(ticks as u32 - 1);
+            st.next_tick = seq.wrapping_add(1);
+            seq
+        };
+        let capture_us = origin + seq as u64 * period_us;
+        for eye in 0..2u8 {
+            let req = {
+                let mut st = shared.state.lock().unwrap();
+                let q = &mut st.eyes[eye as usize];
+                match q.pending.pop_front() {
+                    Some(r) => r,
+                    None => {
+                        q.starved += 1;
+                        continue;
+                    }
+                }
+            };
+            let Request { mut buffer, controls } = req;
+            let crop = clamp_crop(controls.crop, sensor, MIN_CROP);
+            let layout = buffer.layout;
+            scene.render(eye, capture_us, crop, layout, buffer.pixels_mut(), &mut xmap);
+            let meta = FrameMeta { eye, sequence: seq, capture_us, crop };
+            Stamp { eye, sequence: seq, capture_us, crop }.paint(layout, buffer.pixels_mut());
+            shared.state.lock().unwrap().eyes[eye as usize].done.push_back(Completed {
+                buffer,
+                meta,
+                status: FrameStatus::Ok,
+            });
+            shared.doorbells[eye as usize].ring();
+        }
+    }
+}
+
+impl Camera for SyntheticEye {
+    fn info(&self) -> &CameraInfo {
+        &self.info
+    }
+
+    fn completion_fd(&self) -> BorrowedFd<'_> {
+        self.shared.doorbells[self.eye as usize].as_fd()
+    }
+
+    fn take_buffers(&mut self) -> Vec<FrameBuffer> {
+        std::mem::take(&mut self.buffers)
+    }
+
+    fn queue_request(&mut self, request: Request) -> Result<u32, (Request, CameraError)> {
+        let mut st = self.shared.state.lock().unwrap();
+        if !st.running {
+            return Err((request, CameraError::NotRunning));
+        }
+        let q = &mut st.eyes[self.eye as usize];
+        q.pending.push_back(request);
+        let n = q.pending.len() as u32;
+        Ok(st.next_tick.wrapping_add(n - 1))
+    }
+
+    fn next_sequence(&self) -> u32 {
+        let st = self.shared.state.lock().unwrap();
+        st.next_tick.wrapping_add(st.eyes[self.eye as usize].pending.len() as u32)
+    }
+
+    fn queued(&self) -> usize {
+        self.shared.state.lock().unwrap().eyes[self.eye as usize].pending.len()
+    }
+
+    fn drain_completed(&mut self, out: &mut Vec<Completed>) {
+        self.shared.doorbells[self.eye as usize].drain();
+        out.extend(self.shared.state.lock().unwrap().eyes[self.eye as usize].done.drain(..));
+    }
+
+    fn starved_frames(&self) -> u64 {
+        self.shared.state.lock().unwrap().eyes[self.eye as usize].starved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::Controls;
+
+    #[test]
+    fn both_eyes_complete_on_the_same_tick_with_the_requested_crop() {
+        let cfg = SyntheticConfig {
+            sensor: Size { w: 640, h: 360 },
+            output: Size { w: 320, h: 240 },
+            fps: 20,
+            disparity: 8,
+            buffers_per_eye: 2,
+        };
+        let (_rig, mut eyes) = SyntheticRig::start(&cfg).unwrap();
+        let crop = Rect::new(100, 40, 320, 240);
+        let mut predicted = [0u32; 2];
+        for (i, eye) in eyes.iter_mut().enumerate() {
+            let b = eye.take_buffers().remove(0);
+            predicted[i] = eye.queue_request(Request { buffer: b, controls: Controls { crop } }).ok().unwrap();
+        }
+        let mut got: Vec<Vec<Completed>> = vec![Vec::new(), Vec::new()];
+        let deadline = monotonic_us() + 2_000_000;
+        while (got[0].is_empty() || got[1].is_empty()) && monotonic_us() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            for (i, eye) in eyes.iter_mut().enumerate() {
+                eye.drain_completed(&mut got[i]);
+            }
+        }
+        let (a, b) = (&got[0][0], &got[1][0]);
+        assert_eq!(a.meta.sequence, b.meta.sequence, "same tick for both eyes");
+        assert_eq!(a.meta.capture_us, b.meta.capture_us);
+        assert_eq!(a.meta.crop, crop);
+        // Both requests were queued before any tick, or both after the same one.
+        assert_eq!(predicted[0], a.meta.sequence);
+        let s = Stamp::read(a.buffer.pixels(), 320, 320).unwrap();
+        assert_eq!((s.eye, s.sequence, s.crop), (0, a.meta.sequence, crop));
+        let s = Stamp::read(b.buffer.pixels(), 320, 320).unwrap();
+        assert_eq!(s.eye, 1);
+    }
+}

@@ -1,0 +1,235 @@
+//! Command-line flags → a validated `Config`. Hand-rolled (no parser crate): a dozen flags,
+//! each `--name value` or `--name=value`, every mistake a one-line message and exit status 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::camera::Size;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CameraChoice {
+    Auto,
+    Synthetic,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub camera: CameraChoice,
+    /// Output size of each eye.
+    pub size: Size,
+    /// Virtual sensor size of the synthetic camera.
+    pub sensor: Size,
+    pub fps: u32,
+    pub bitrate: u32,
+    /// Seconds between periodic IDRs.
+    pub gop_seconds: f64,
+    pub control: PathBuf,
+    pub www: Option<PathBuf>,
+}
+
+pub fn default_control_path() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("pieyes.sock"),
+        _ => PathBuf::from("/tmp/pieyes.sock"),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8000".parse().unwrap(),
+            camera: CameraChoice::Auto,
+            size: Size { w: 960, h: 1080 },
+            sensor: Size { w: 2304, h: 1296 },
+            fps: 30,
+            bitrate: 3_000_000,
+            gop_seconds: 2.0,
+            control: default_control_path(),
+            www: None,
+        }
+    }
+}
+
+impl Config {
+    pub fn gop_frames(&self) -> u32 {
+        ((self.gop_seconds * self.fps as f64).round() as u32).max(1)
+    }
+}
+
+pub const USAGE: &str = "\
+pieyes — two low-latency H.264 eyes for a robot
+
+usage:
+  pieyes [options]            run the daemon
+  pieyes ctl <command…>       send one control command to a running daemon
+  pieyes --help | --version
+
+options:
+  --listen ADDR:PORT    HTTP/WebSocket address (default 127.0.0.1:8000)
+  --camera KIND         auto | synthetic (default auto: real cameras if found, else synthetic)
+  --size WxH            output size of each eye (default 960x1080)
+  --sensor WxH          synthetic sensor size (default 2304x1296)
+  --fps N               frames per second, 1..120 (default 30)
+  --bitrate BPS         H.264 bitrate per eye (default 3000000)
+  --gop SECONDS         time between periodic keyframes (default 2)
+  --control PATH        control socket (default $XDG_RUNTIME_DIR/pieyes.sock, else /tmp/pieyes.sock)
+  --www DIR             serve the viewer from DIR instead of the built-in copy
+
+environment:
+  PIEYES_LOG            error | warn | info | debug (default info)
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Invocation {
+    Run(Config),
+    Ctl { control: PathBuf, words: Vec<String> },
+    Help,
+    Version,
+}
+
+fn parse_size(flag: &str, v: &str) -> Result<Size, String> {
+    let (w, h) = v.split_once(['x', 'X']).ok_or(format!("{flag}: expected WxH, got {v:?}"))?;
+    let (w, h): (u32, u32) = (
+        w.parse().map_err(|_| format!("{flag}: bad width {w:?}"))?,
+        h.parse().map_err(|_| format!("{flag}: bad height {h:?}"))?,
+    );
+    if !(64..=4096).contains(&w) || !(64..=4096).contains(&h) || w % 2 != 0 || h % 2 != 0 {
+        return Err(format!("{flag}: {w}x{h} must be even and within 64..4096"));
+    }
+    Ok(Size { w, h })
+}
+
+fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    flag: &str,
+    v: &str,
+    lo: T,
+    hi: T,
+) -> Result<T, String> {
+    let n: T = v.parse().map_err(|_| format!("{flag}: not a number: {v:?}"))?;
+    if n < lo || n > hi {
+        return Err(format!("{flag}: {v} is outside {lo}..{hi}"));
+    }
+    Ok(n)
+}
+
+pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
+    let mut cfg = Config::default();
+    let mut i = 0;
+    if args.first().map(String::as_str) == Some("ctl") {
+        // `pieyes ctl [--control PATH] command…`
+        let mut control = default_control_path();
+        let mut rest = &args[1..];
+        if rest.first().map(String::as_str) == Some("--control") {
+            control = PathBuf::from(rest.get(1).ok_or("--control needs a value")?);
+            rest = &rest[2..];
+        } else if let Some(p) = rest.first().and_then(|a| a.strip_prefix("--control=")) {
+            control = PathBuf::from(p);
+            rest = &rest[1..];
+        }
+        if rest.is_empty() {
+            return Err("ctl: which command? (try: pieyes ctl help)".into());
+        }
+        return Ok(Invocation::Ctl { control, words: rest.to_vec() });
+    }
+    while i < args.len() {
+        let arg = &args[i];
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Invocation::Help),
+            "-V" | "--version" => return Ok(Invocation::Version),
+            _ => {}
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i).cloned().ok_or(format!("{flag} needs a value"))?
+            }
+        };
+        match flag {
+            "--listen" => {
+                cfg.listen = value.parse().map_err(|_| format!("--listen: expected ADDR:PORT, got {value:?}"))?
+            }
+            "--camera" => {
+                cfg.camera = match value.as_str() {
+                    "auto" => CameraChoice::Auto,
+                    "synthetic" => CameraChoice::Synthetic,
+                    _ => {
+                        return Err(format!("--camera: expected auto or synthetic, got {value:?}"));
+                    }
+                }
+            }
+            "--size" => cfg.size = parse_size(flag, &value)?,
+            "--sensor" => cfg.sensor = parse_size(flag, &value)?,
+            "--fps" => cfg.fps = parse_num(flag, &value, 1, 120)?,
+            "--bitrate" => cfg.bitrate = parse_num(flag, &value, 50_000, 50_000_000)?,
+            "--gop" => cfg.gop_seconds = parse_num(flag, &value, 0.1, 60.0)?,
+            "--control" => cfg.control = PathBuf::from(value),
+            "--www" => cfg.www = Some(PathBuf::from(value)),
+            _ => return Err(format!("unknown option {flag:?}")),
+        }
+        i += 1;
+    }
+    if cfg.size.w > cfg.sensor.w || cfg.size.h > cfg.sensor.h {
+        // Allowed (the ISP upscales), but say so: it is usually a typo.
+        crate::warn!("output {} is larger than the sensor {}: the picture will be upscaled", cfg.size, cfg.sensor);
+    }
+    Ok(Invocation::Run(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        assert_eq!(parse_args(&[]), Ok(Invocation::Run(Config::default())));
+        let Ok(Invocation::Run(c)) =
+            parse_args(&args("--listen 127.0.0.1:0 --size=320x240 --fps 15 --camera synthetic --gop 1.5"))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (c.size, c.fps, c.camera, c.gop_frames()),
+            (Size { w: 320, h: 240 }, 15, CameraChoice::Synthetic, 23)
+        );
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(parse_args(&args("--help")), Ok(Invocation::Help));
+        assert_eq!(parse_args(&args("-V")), Ok(Invocation::Version));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        for bad in [
+            "--fps 0",
+            "--fps",
+            "--size 321x240",
+            "--size 10x10",
+            "--size big",
+            "--camera usb",
+            "--nope 1",
+            "--listen here",
+            "--bitrate 1",
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ctl_takes_the_rest_of_the_line() {
+        assert_eq!(
+            parse_args(&args("ctl --control /x.sock crop 0 1 2 3 4")),
+            Ok(Invocation::Ctl { control: "/x.sock".into(), words: args("crop 0 1 2 3 4") })
+        );
+        assert!(parse_args(&args("ctl")).is_err());
+    }
+}

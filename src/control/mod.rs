@@ -1,0 +1,6 @@
+//! The control language: one command per line, one reply line each (`ok …` / `err <code>
+//! <message>`), the same over the Unix socket and the viewer's `/control` WebSocket.
+
+pub mod command;
+pub mod ctl;
+pub mod line;

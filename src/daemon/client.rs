@@ -1,0 +1,135 @@
+//! A connected client (browser or controller) as the loop sees it: a socket, what it is
+//! (still speaking HTTP, a video viewer, a control connection), and its in/out buffers.
+
+use std::io::{IoSlice, Read};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+
+use crate::control::line::LineReader;
+use crate::stream::fanout::Subscriber;
+use crate::stream::outbox::{MAX_SLICES, Outbox};
+use crate::sys::socket::send_vectored;
+use crate::ws::connection::Connection;
+
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+pub enum Role {
+    /// Reading HTTP requests (keep-alive), before any upgrade.
+    Http,
+    /// `/cam0`, `/cam1`: receives video.
+    Video { eye: u8, ws: Connection, sub: Subscriber },
+    /// `/control`: commands and replies as WebSocket text messages.
+    ControlWs { ws: Connection },
+    /// The Unix control socket: newline-separated commands.
+    ControlUnix { lines: LineReader },
+}
+
+pub struct Client {
+    pub stream: Stream,
+    pub role: Role,
+    pub peer: String,
+    pub inbuf: Vec<u8>,
+    pub outbox: Outbox,
+    /// Stop reading; drop once the outbox is flushed (or `closing_deadline_us` passes).
+    pub closing: bool,
+    pub closing_deadline_us: u64,
+}
+
+pub enum ReadResult {
+    /// Bytes were appended to `inbuf` (possibly zero on a spurious wake).
+    Data,
+    /// The peer closed its side or the socket failed.
+    Gone(String),
+}
+
+/// Bytes read per readable event at most, so one chatty client cannot starve the others.
+const READ_BUDGET: usize = 256 * 1024;
+
+impl Client {
+    pub fn new(stream: Stream, role: Role, peer: String) -> Client {
+        Client {
+            stream,
+            role,
+            peer,
+            inbuf: Vec::new(),
+            outbox: Outbox::default(),
+            closing: false,
+            closing_deadline_us: 0,
+        }
+    }
+
+    pub fn read_available(&mut self) -> ReadResult {
+        let mut chunk = [0u8; 16 * 1024];
+        let mut total = 0;
+        while total < READ_BUDGET {
+            let r = match &mut self.stream {
+                Stream::Tcp(s) => s.read(&mut chunk),
+                Stream::Unix(s) => s.read(&mut chunk),
+            };
+            match r {
+                Ok(0) => return ReadResult::Gone("closed by peer".into()),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return ReadResult::Gone(e.to_string()),
+            }
+        }
+        ReadResult::Data
+    }
+
+    /// Write as much of the outbox as the socket takes. Returns bytes written, or the error
+    /// that means the client is gone (EPIPE, ECONNRESET…).
+    pub fn flush(&mut self) -> std::io::Result<usize> {
+        let mut written = 0;
+        while !self.outbox.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.outbox.slices(&mut slices);
+            match send_vectored(&self.stream, &slices[..n]) {
+                Ok(0) => break,
+                Ok(k) => {
+                    self.outbox.advance(k);
+                    written += k;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written)
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    pub fn ws_mut(&mut self) -> Option<&mut Connection> {
+        match &mut self.role {
+            Role::Video { ws, .. } | Role::ControlWs { ws } => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// Begin closing: stop reading, drop after the outbox drains or in `grace_us`.
+    pub fn close_after_flush(&mut self, now_us: u64, grace_us: u64) {
+        if !self.closing {
+            self.closing = true;
+            self.closing_deadline_us = now_us + grace_us;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The encoder seam, shaped like a V4L2 memory-to-memory encoder: a frame buffer (an fd) plus
+//! its metadata goes in, an access unit comes out later and rings the completion fd, and the
+//! buffer comes back with it so the loop can return it to the camera. "Force IDR" rides on the
+//! frame it applies to, as V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME does.
+
+pub mod h264;
+pub mod software;
+
+use std::os::fd::BorrowedFd;
+
+use crate::camera::{FrameBuffer, FrameMeta};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+    /// Distance between periodic IDRs, in frames.
+    pub gop_frames: u32,
+}
+
+pub struct EncodeJob {
+    pub buffer: FrameBuffer,
+    pub meta: FrameMeta,
+    pub force_idr: bool,
+}
+
+/// One encoded picture in Annex-B byte-stream form. `data[..headroom]` is reserved space in
+/// front of the NAL units so a transport can write its headers in place instead of copying.
+pub struct AccessUnit {
+    pub data: Vec<u8>,
+    pub headroom: usize,
+    pub keyframe: bool,
+}
+
+impl AccessUnit {
+    pub fn annexb(&self) -> &[u8] {
+        &self.data[self.headroom..]
+    }
+}
+
+pub struct Encoded {
+    pub buffer: FrameBuffer,
+    pub meta: FrameMeta,
+    pub result: Result<AccessUnit, String>,
+    /// CPU time the encoder spent on this frame, µs.
+    pub cpu_us: u64,
+    /// CLOCK_MONOTONIC time the access unit was ready, µs.
+    pub done_us: u64,
+}
+
+pub trait Encoder {
+    /// Readable when [`Encoder::drain`] has results.
+    fn completion_fd(&self) -> BorrowedFd<'_>;
+
+    /// Hand a frame to the encoder. On failure the job (and its buffer) comes back.
+    fn queue(&mut self, job: EncodeJob) -> Result<(), (EncodeJob, String)>;
+
+    /// Move finished frames into `out`.
+    fn drain(&mut self, out: &mut Vec<Encoded>);
+
+    /// Frames queued and not yet drained.
+    fn in_flight(&self) -> usize;
+
+    /// Change the target bitrate from the next frame on.
+    fn set_bitrate(&mut self, bps: u32);
+
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,200 @@
+//! The software H.264 encoder (the Pi 5 path: it has no hardware encoder): OpenH264 on one
+//! worker thread per eye. The worker reads the camera's buffer in place (no copy into the
+//! encoder), writes the access unit after some reserved headroom, and rings the loop's doorbell.
+//!
+//! Settings are the low-latency ones: Constrained Baseline (no B-frames, no reordering), one
+//! frame in → one frame out (no lookahead), bitrate rate control without frame skipping (a
+//! skipped frame would be a hole in the stream), periodic IDR every `gop_frames`, SPS/PPS in
+//! front of every IDR.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use openh264::encoder::{
+    BitRate, Complexity, Encoder as H264Encoder, EncoderConfig as H264Config, FrameRate, IntraFramePeriod, Profile,
+    RateControlMode, SpsPpsStrategy, UsageType,
+};
+use openh264::formats::YUVSource;
+
+use super::{AccessUnit, EncodeJob, Encoded, Encoder, EncoderConfig, h264};
+use crate::camera::{FrameBuffer, I420Layout};
+use crate::sys::clock::{monotonic_us, thread_cpu_us};
+use crate::sys::notify::Doorbell;
+
+/// Bytes reserved in front of each access unit: the largest WebSocket frame header (10) plus
+/// pieyes' wire header (32), so the stream layer never copies the picture.
+pub const HEADROOM: usize = 42;
+
+enum Msg {
+    Frame(EncodeJob),
+    Bitrate(u32),
+}
+
+struct Shared {
+    done: Mutex<VecDeque<Encoded>>,
+    doorbell: Doorbell,
+}
+
+pub struct SoftwareEncoder {
+    tx: Option<Sender<Msg>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    in_flight: usize,
+}
+
+/// A camera buffer seen as an I420 picture, borrowed in place.
+struct I420View<'a> {
+    layout: I420Layout,
+    pixels: &'a [u8],
+}
+
+impl YUVSource for I420View<'_> {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.layout.width as usize, self.layout.height as usize)
+    }
+    fn strides(&self) -> (usize, usize, usize) {
+        let c = self.layout.chroma_width();
+        (self.layout.width as usize, c, c)
+    }
+    fn y(&self) -> &[u8] {
+        self.layout.planes(self.pixels).0
+    }
+    fn u(&self) -> &[u8] {
+        self.layout.planes(self.pixels).1
+    }
+    fn v(&self) -> &[u8] {
+        self.layout.planes(self.pixels).2
+    }
+}
+
+fn h264_config(cfg: &EncoderConfig) -> H264Config {
+    H264Config::new()
+        .usage_type(UsageType::CameraVideoRealTime)
+        .profile(Profile::Baseline)
+        .rate_control_mode(RateControlMode::Bitrate)
+        .bitrate(BitRate::from_bps(cfg.bitrate_bps))
+        .max_frame_rate(FrameRate::from_hz(cfg.fps as f32))
+        .skip_frames(false)
+        .complexity(Complexity::Low)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(cfg.gop_frames))
+        .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+        // Background detection lets the encoder skip "static" macroblocks; the stamp's cells
+        // change every frame and must never be skipped.
+        .background_detection(false)
+        .scene_change_detect(false)
+        .num_threads(1)
+}
+
+/// Encode one picture into a fresh access unit with `HEADROOM` bytes in front.
+pub fn encode_one(enc: &mut H264Encoder, buffer: &FrameBuffer, force_idr: bool) -> Result<AccessUnit, String> {
+    if force_idr {
+        enc.force_intra_frame();
+    }
+    let view = I420View { layout: buffer.layout, pixels: buffer.pixels() };
+    let bs = enc.encode(&view).map_err(|e| format!("openh264: {e}"))?;
+    let mut data = Vec::with_capacity(HEADROOM + 64 * 1024);
+    data.resize(HEADROOM, 0);
+    bs.write_vec(&mut data);
+    if data.len() == HEADROOM {
+        return Err("openh264 produced no output for a frame".into());
+    }
+    let keyframe = h264::is_idr(&data[HEADROOM..]);
+    Ok(AccessUnit { data, headroom: HEADROOM, keyframe })
+}
+
+pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
+    H264Encoder::with_api_config(openh264::OpenH264API::from_source(), h264_config(cfg))
+        .map_err(|e| format!("openh264 init: {e}"))
+}
+
+fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, mut cfg: EncoderConfig) {
+    let mut enc = new_h264_encoder(&cfg);
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Bitrate(bps) => {
+                // OpenH264 is rebuilt with the new target; its first frame is an IDR.
+                cfg.bitrate_bps = bps;
+                enc = new_h264_encoder(&cfg);
+            }
+            Msg::Frame(job) => {
+                let cpu0 = thread_cpu_us();
+                let result = match enc.as_mut() {
+                    Ok(e) => encode_one(e, &job.buffer, job.force_idr),
+                    Err(e) => Err(e.clone()),
+                };
+                let out = Encoded {
+                    buffer: job.buffer,
+                    meta: job.meta,
+                    result,
+                    cpu_us: thread_cpu_us() - cpu0,
+                    done_us: monotonic_us(),
+                };
+                shared.done.lock().unwrap().push_back(out);
+                shared.doorbell.ring();
+            }
+        }
+    }
+}
+
+impl SoftwareEncoder {
+    pub fn start(eye: u8, cfg: EncoderConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared { done: Mutex::new(VecDeque::new()), doorbell: Doorbell::new()? });
+        let (tx, rx) = channel();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new().name(format!("encoder-{eye}")).spawn(move || worker(rx, s, cfg))?;
+        Ok(SoftwareEncoder { tx: Some(tx), shared, thread: Some(thread), in_flight: 0 })
+    }
+}
+
+impl Encoder for SoftwareEncoder {
+    fn completion_fd(&self) -> BorrowedFd<'_> {
+        self.shared.doorbell.as_fd()
+    }
+
+    fn queue(&mut self, job: EncodeJob) -> Result<(), (EncodeJob, String)> {
+        let Some(tx) = &self.tx else {
+            return Err((job, "encoder stopped".into()));
+        };
+        match tx.send(Msg::Frame(job)) {
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(())
+            }
+            Err(std::sync::mpsc::SendError(Msg::Frame(job))) => Err((job, "encoder thread is gone".into())),
+            Err(_) => unreachable!("sent a frame"),
+        }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Encoded>) {
+        self.shared.doorbell.drain();
+        let mut done = self.shared.done.lock().unwrap();
+        self.in_flight -= done.len().min(self.in_flight);
+        out.extend(done.drain(..));
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn set_bitrate(&mut self, bps: u32) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Bitrate(bps));
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "software (OpenH264)"
+    }
+}
+
+impl Drop for SoftwareEncoder {
+    fn drop(&mut self) {
+        self.tx = None; // closes the channel: the worker finishes its frame and exits
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Where each eye looks: which crop each frame of each eye gets.
+
+pub mod schedule;

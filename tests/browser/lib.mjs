@@ -1,0 +1,58 @@
+// Helpers for the browser tests: start the daemon, launch Debian's Chromium headless with a
+// fresh profile, and read the viewer's state.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const artifacts = join(root, 'target', 'test-artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+export function binary() {
+  return process.env.PIEYES_BIN || join(root, 'target', 'release', 'pieyes');
+}
+
+// Start pieyes on an ephemeral port; resolves with { url, control, proc, log() }.
+export function startDaemon(args = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'pieyes-browser-'));
+  const control = join(dir, 'ctl.sock');
+  const proc = spawn(binary(), ['--listen', '127.0.0.1:0', '--camera', 'synthetic', '--control', control, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('daemon did not start:\n' + log)), 20000);
+    proc.stderr.on('data', (d) => {
+      log += d;
+      const m = /listening on (http:\/\/[^/]+\/)/.exec(log);
+      if (m && timer) {
+        clearTimeout(timer);
+        resolve({
+          url: m[1], control, proc, log: () => log,
+          stop() { proc.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); },
+        });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`daemon exited ${code}:\n${log}`)));
+  });
+}
+
+export async function launch() {
+  const profile = mkdtempSync(join(tmpdir(), 'pieyes-chromium-'));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  return { ctx, close: async () => { await ctx.close(); rmSync(profile, { recursive: true, force: true }); } };
+}
+
+export function check(cond, msg) {
+  if (!cond) throw new Error('FAILED: ' + msg);
+  console.log('ok -', msg);
+}

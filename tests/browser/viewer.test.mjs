@@ -1,0 +1,51 @@
+// The viewer as a person sees it: load the page in headless Chromium, check both canvases
+// show live decoded video (the stamp read back from the painted pixels), the stats show about
+// the configured fps, and save a screenshot to look at.
+import { join } from 'node:path';
+import { startDaemon, launch, check, artifacts } from './lib.mjs';
+
+const FPS = 30;
+const daemon = await startDaemon(['--fps', String(FPS)]);
+const browser = await launch();
+let failed = false;
+try {
+  const page = await browser.ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(daemon.url);
+  await page.waitForFunction(() => window.pieyes && window.pieyes.snapshot().every((e) => e.painted > 30), null, { timeout: 30000 });
+  await page.waitForTimeout(3000); // a few stats windows at full rate
+
+  // Pixels: read each canvas's stamp the way a latency probe would.
+  const stamps = await page.evaluate(() =>
+    [...document.querySelectorAll('canvas')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width)));
+  check(stamps.length === 2 && stamps.every((s) => s !== null), 'both canvases carry a readable stamp: ' + JSON.stringify(stamps));
+  check(stamps[0].eye === 0 && stamps[1].eye === 1, 'left canvas is eye 0, right is eye 1');
+  const a = stamps.map((s) => s.sequence);
+  await page.waitForTimeout(500);
+  const later = await page.evaluate(() =>
+    [...document.querySelectorAll('canvas')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width).sequence));
+  check(later[0] > a[0] && later[1] > a[1], `video is live (sequence ${a} → ${later})`);
+
+  const snap = await page.evaluate(() => window.pieyes.snapshot());
+  for (const [i, e] of snap.entries()) {
+    check(e.codec && e.codec.startsWith('avc1.42'), `eye ${i} decodes ${e.codec}`);
+    check(e.fps > FPS * 0.7 && e.fps < FPS * 1.15, `eye ${i} paints about ${FPS} fps (${e.fps.toFixed(1)})`);
+    check(e.decodeErrors === 0, `eye ${i} had no decoder errors`);
+    check(e.latencyP50 > 0 && e.latencyP50 < 500, `eye ${i} latency estimate is sane (${e.latencyP50.toFixed(1)} ms p50)`);
+  }
+  const statsText = await page.$$eval('.stats', (els) => els.map((e) => e.textContent));
+  check(statsText.every((t) => /fps/.test(t) && /latency/.test(t)), 'stats lines are shown: ' + statsText.join(' | '));
+  check(errors.length === 0, 'no page errors ' + errors.join('; '));
+  const shot = join(artifacts, 'viewer.png');
+  await page.screenshot({ path: shot });
+  console.log('screenshot:', shot);
+} catch (e) {
+  failed = true;
+  console.error(e.message);
+  console.error('--- daemon log ---\n' + daemon.log());
+} finally {
+  await browser.close();
+  daemon.stop();
+}
+process.exit(failed ? 1 : 0);

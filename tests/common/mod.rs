@@ -1,0 +1,314 @@
+//! Shared test harness: start the real daemon on an ephemeral loopback port, talk HTTP,
+//! WebSocket and the control socket to it, and decode what it sends with ffmpeg.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pieyes::stream::wire::VideoHeader;
+use pieyes::ws::frame::{self, Opcode, Role};
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub control: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("pieyes-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Daemon {
+    /// Start `pieyes` with the given extra flags; waits until it listens.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let control = dir.0.join("ctl.sock");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
+            .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
+            .arg(&control)
+            .args(args)
+            .env("PIEYES_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn pieyes");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap().to_string());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("daemon did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Daemon { child, addr, control, log, _dir: dir }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Send one control line over the Unix socket, return the reply line.
+    pub fn ctl(&self, line: &str) -> String {
+        let mut s = UnixStream::connect(&self.control).expect("connect control socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        reply.trim_end().to_string()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Wait for exit, with a deadline.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP exchange: send `req` bytes, read until the server closes or `timeout`.
+pub fn http_raw(addr: SocketAddr, req: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// GET with `Connection: close`: (status, head, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let raw = http_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(10),
+    );
+    split_response(&raw)
+}
+
+pub fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, raw[end + 4..].to_vec())
+}
+
+pub enum Msg {
+    Text(String),
+    Binary(Vec<u8>),
+    Close(Option<u16>),
+}
+
+/// A minimal WebSocket client built on pieyes' own frame codec (client role: masks).
+pub struct WsClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl WsClient {
+    pub fn connect(addr: SocketAddr, path: &str) -> WsClient {
+        Self::connect_with(addr, path, "")
+    }
+
+    pub fn connect_with(addr: SocketAddr, path: &str, extra_headers: &str) -> WsClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra_headers}\r\n"
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = stream.read(&mut chunk).expect("handshake read");
+            assert!(n > 0, "closed during handshake: {}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "handshake refused: {head}");
+        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        WsClient { stream, buf: buf[end..].to_vec() }
+    }
+
+    pub fn recv(&mut self) -> Option<Msg> {
+        let mut chunk = vec![0u8; 256 * 1024];
+        loop {
+            if let Some((f, n)) = frame::decode(&self.buf, Role::Client, 64 << 20).expect("valid server frame") {
+                self.buf.drain(..n);
+                assert!(f.fin, "the server sends unfragmented messages");
+                return Some(match f.opcode {
+                    Opcode::Text => Msg::Text(String::from_utf8(f.payload).unwrap()),
+                    Opcode::Binary => Msg::Binary(f.payload),
+                    Opcode::Close => {
+                        Msg::Close((f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]])))
+                    }
+                    _ => continue,
+                });
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn send_text(&mut self, t: &str) {
+        self.stream.write_all(&frame::encode_masked(true, Opcode::Text, t.as_bytes(), [9, 8, 7, 6])).unwrap();
+    }
+
+    pub fn send_raw(&mut self, b: &[u8]) {
+        self.stream.write_all(b).unwrap();
+    }
+
+    /// Send a text command and wait for the text reply.
+    pub fn command(&mut self, t: &str) -> String {
+        self.send_text(t);
+        loop {
+            match self.recv() {
+                Some(Msg::Text(r)) => return r,
+                Some(_) => continue,
+                None => panic!("connection closed waiting for a reply to {t:?}"),
+            }
+        }
+    }
+}
+
+/// One received video message.
+pub struct Unit {
+    pub header: VideoHeader,
+    pub annexb: Vec<u8>,
+}
+
+/// Subscribe to an eye and collect `n` access units (after the hello). Returns (hello, units).
+pub fn collect_units(addr: SocketAddr, eye: u8, n: usize) -> (String, Vec<Unit>) {
+    let mut ws = WsClient::connect(addr, &format!("/cam{eye}"));
+    let hello = match ws.recv() {
+        Some(Msg::Text(t)) => t,
+        _ => panic!("expected a hello"),
+    };
+    let mut units = Vec::new();
+    while units.len() < n {
+        match ws.recv() {
+            Some(Msg::Binary(b)) => {
+                let (h, payload) = VideoHeader::parse(&b).expect("video header");
+                units.push(Unit { header: h, annexb: payload.to_vec() });
+            }
+            Some(_) => {}
+            None => panic!("stream ended after {} units", units.len()),
+        }
+    }
+    (hello, units)
+}
+
+pub fn write_h264(path: &Path, units: &[Unit]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for u in units {
+        f.write_all(&u.annexb).unwrap();
+    }
+}
+
+/// ffprobe's view of the first video stream: (profile, width, height, level).
+pub fn ffprobe(path: &Path) -> (String, u32, u32, i32) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=profile,width,height,level",
+            "-of",
+            "default=nw=1",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by `make test`");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let get = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
+    (get("profile"), get("width").parse().unwrap(), get("height").parse().unwrap(), get("level").parse().unwrap_or(0))
+}
+
+/// Decode an Annex-B file with ffmpeg into I420 frames; asserts no decode errors.
+pub fn decode_i420(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .expect("ffmpeg is installed by `make test`");
+    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "ffmpeg reported decode errors: {}", String::from_utf8_lossy(&out.stderr));
+    let frame = (w * h * 3 / 2) as usize;
+    assert_eq!(out.stdout.len() % frame, 0);
+    out.stdout.chunks(frame).map(|c| c.to_vec()).collect()
+}
+
+/// Mean squared error → PSNR (dB) between two luma planes, skipping the first `skip_rows`.
+pub fn psnr(a: &[u8], b: &[u8], w: usize, skip_rows: usize) -> f64 {
+    let (a, b) = (&a[skip_rows * w..], &b[skip_rows * w..]);
+    let mse: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}

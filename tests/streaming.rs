@@ -1,0 +1,223 @@
+//! End to end against the real daemon with the synthetic stereo camera: HTTP, both eyes' H.264
+//! checked by ffprobe/ffmpeg, stamps read back from decoded pixels, crops that really move the
+//! view, and a clean shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pieyes::camera::scene::Scene;
+use pieyes::camera::stamp::{self, Stamp};
+use pieyes::camera::{I420Layout, Rect, Size};
+
+#[test]
+fn serves_the_viewer_status_and_http_errors() {
+    let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
+    let (st, head, body) = http_get(d.addr, "/");
+    assert_eq!(st, 200);
+    assert!(head.contains("Content-Type: text/html"));
+    assert!(String::from_utf8_lossy(&body).contains("viewer.js"));
+    let (st, head, _) = http_get(d.addr, "/viewer.js");
+    assert_eq!(st, 200);
+    assert!(head.contains("Content-Type: text/javascript"));
+    let (st, head, body) = http_get(d.addr, "/status");
+    assert_eq!(st, 200);
+    assert!(head.contains("application/json"));
+    assert!(String::from_utf8_lossy(&body).contains("\"eyes\":[{\"eye\":0"));
+    assert_eq!(http_get(d.addr, "/nope.txt").0, 404);
+    assert_eq!(http_get(d.addr, "/../Cargo.toml").0, 400);
+    assert_eq!(http_get(d.addr, "/%2e%2e/Cargo.toml").0, 400);
+    assert_eq!(http_get(d.addr, "/cam0").0, 426, "a plain GET of a WebSocket endpoint");
+    let post = http_raw(d.addr, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5));
+    assert_eq!(split_response(&post).0, 405);
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    assert_eq!(split_response(&http_raw(d.addr, big.as_bytes(), Duration::from_secs(5))).0, 431);
+    let garbage = http_raw(d.addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\r\n\r\n", Duration::from_secs(5));
+    assert_eq!(split_response(&garbage).0, 400);
+    // Keep-alive: two pipelined requests on one connection, two responses.
+    let two = http_raw(
+        d.addr,
+        b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\nGET /stamp.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let text = String::from_utf8_lossy(&two);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    // And after all that the daemon still streams.
+    let (_, units) = collect_units(d.addr, 1, 3);
+    assert_eq!(units.len(), 3);
+}
+
+#[test]
+fn both_eyes_stream_constrained_baseline_h264_with_readable_stamps() {
+    let d = Daemon::start(&[]);
+    let addr = d.addr;
+    let handles: Vec<_> = (0..2u8).map(|eye| std::thread::spawn(move || (eye, collect_units(addr, eye, 60)))).collect();
+    let dir = TempDir::new("stream");
+    for h in handles {
+        let (eye, (hello, units)) = h.join().unwrap();
+        assert!(
+            hello.contains("\"type\":\"hello\"")
+                && hello.contains("\"width\":960")
+                && hello.contains("\"height\":1080"),
+            "{hello}"
+        );
+        assert!(units[0].header.keyframe, "a viewer starts on a keyframe");
+        assert!(units.iter().all(|u| u.header.eye == eye));
+        for w in units.windows(2) {
+            assert!(w[1].header.sequence > w[0].header.sequence, "sequence increases");
+        }
+        let path = dir.0.join(format!("eye{eye}.h264"));
+        write_h264(&path, &units);
+        let (profile, w, h, level) = ffprobe(&path);
+        assert_eq!((profile.as_str(), w, h), ("Constrained Baseline", 960, 1080), "eye {eye}");
+        assert!(level >= 32, "960x1080 needs level 3.2 or above, got {level}");
+        let frames = decode_i420(&path, 960, 1080);
+        assert_eq!(frames.len(), units.len(), "one decoded picture per access unit");
+        for (f, u) in frames.iter().zip(&units) {
+            let s = Stamp::read(f, 960, 960)
+                .unwrap_or_else(|| panic!("eye {eye} seq {}: stamp unreadable", u.header.sequence));
+            // A repeated stamp (encoder skipped the stamp's macroblocks) would show here.
+            assert_eq!(
+                (s.eye, s.sequence, s.capture_us, s.crop),
+                (eye, u.header.sequence, u.header.capture_us, u.header.crop)
+            );
+        }
+    }
+}
+
+#[test]
+fn crop_over_the_control_socket_moves_the_visible_region() {
+    let (sensor, out) = (Size { w: 1152, h: 648 }, Size { w: 480, h: 540 });
+    let d = Daemon::start(&["--size", "480x540", "--sensor", "1152x648"]);
+    let mut ws = WsClient::connect(d.addr, "/cam0");
+    let mut units = Vec::new();
+    let mut reply = None;
+    let mut target_seq = u32::MAX;
+    while units.len() < 40 {
+        match ws.recv() {
+            Some(Msg::Binary(b)) => {
+                let (h, p) = pieyes::stream::wire::VideoHeader::parse(&b).unwrap();
+                units.push(Unit { header: h, annexb: p.to_vec() });
+                if units.len() == 10 {
+                    let r = d.ctl("crop 0 100 60 240 270");
+                    target_seq = r.split_whitespace().find_map(|t| t.strip_prefix("seq=")).unwrap().parse().unwrap();
+                    reply = Some(r);
+                }
+            }
+            Some(_) => {}
+            None => panic!("stream ended"),
+        }
+    }
+    let reply = reply.unwrap();
+    assert!(reply.starts_with("ok seq=") && reply.contains("crop0=100,60,240,270"), "{reply}");
+    let dir = TempDir::new("crop");
+    let path = dir.0.join("eye0.h264");
+    write_h264(&path, &units);
+    let frames = decode_i420(&path, out.w, out.h);
+    let scene = Scene::new(sensor, 24);
+    let layout = I420Layout::new(out);
+    let new = Rect::new(100, 60, 240, 270);
+    let band = stamp::band_height(out.w) as usize;
+    let mut first_new = None;
+    for (f, u) in frames.iter().zip(&units) {
+        let s = Stamp::read(f, out.w, out.w as usize).expect("stamp");
+        // What the pixels show must be the scene through the crop the stamp names…
+        let mut expect = vec![0u8; layout.frame_len()];
+        scene.render(0, s.capture_us, s.crop, layout, &mut expect, &mut Vec::new());
+        let p = psnr(&f[..layout.y_len()], &expect[..layout.y_len()], out.w as usize, band);
+        assert!(
+            p > 28.0,
+            "seq {}: decoded picture is not the scene through crop {:?} (PSNR {p:.1} dB)",
+            s.sequence,
+            s.crop
+        );
+        if s.crop == new && first_new.is_none() {
+            first_new = Some(u.header.sequence);
+            // …and not what the old crop showed.
+            let mut old = vec![0u8; layout.frame_len()];
+            scene.render(0, s.capture_us, units[0].header.crop, layout, &mut old, &mut Vec::new());
+            let p_old = psnr(&f[..layout.y_len()], &old[..layout.y_len()], out.w as usize, band);
+            assert!(p_old < 20.0, "the new crop should look different (PSNR vs old {p_old:.1} dB)");
+        }
+    }
+    let first_new = first_new.expect("some frame shows the new crop");
+    assert!(
+        first_new >= target_seq && first_new <= target_seq + 2,
+        "crop landed on {first_new}, reply said {target_seq}"
+    );
+    assert!(units.iter().filter(|u| u.header.sequence >= first_new).all(|u| u.header.crop == new));
+}
+
+#[test]
+fn control_language_over_unix_socket_and_websocket_rejects_garbage() {
+    let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
+    assert!(d.ctl("help").starts_with("ok status"));
+    assert!(d.ctl("status").starts_with("ok {"));
+    assert_eq!(d.ctl("keyframe"), "ok keyframe");
+    assert!(d.ctl("clock").starts_with("ok clock="));
+    for (line, code) in [
+        ("fly", "err unknown-command"),
+        ("crop 0 1 2", "err usage"),
+        ("crop 3 0 0 64 64", "err bad-eye"),
+        ("crop 0 0 0 NaN 64", "err bad-number"),
+        ("crop 0 0 0 1e99 64", "err bad-number"),
+        ("", "err empty"),
+    ] {
+        assert!(d.ctl(line).starts_with(code), "{line:?} → {}", d.ctl(line));
+    }
+    // One connection: a 1 MB line, binary garbage, then a good command — all answered in order.
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut big = vec![b'x'; 1 << 20];
+    big.push(b'\n');
+    s.write_all(&big).unwrap();
+    s.write_all(b"\xff\xfe\x00garbage\n").unwrap();
+    s.write_all(b"crop both 0 0 320 360\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        lines.push(l.trim_end().to_string());
+    }
+    assert!(lines[0].starts_with("err too-long"), "{lines:?}");
+    assert!(lines[1].starts_with("err encoding"), "{lines:?}");
+    assert!(lines[2].starts_with("ok seq=") && lines[2].contains("crop0=0,0,320,360 crop1=0,0,320,360"), "{lines:?}");
+    // The same language over the /control WebSocket.
+    let mut ws = WsClient::connect(d.addr, "/control");
+    assert!(ws.command("status").starts_with("ok {"));
+    assert!(ws.command("nonsense").starts_with("err unknown-command"));
+    assert!(ws.command("crop 1 10 10 100 100").contains("crop1=10,10,100,100"));
+}
+
+#[test]
+fn sigterm_closes_viewers_with_1001_and_removes_the_socket() {
+    let mut d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
+    let mut ws = WsClient::connect(d.addr, "/cam1");
+    assert!(matches!(ws.recv(), Some(Msg::Text(_))));
+    assert!(d.control.exists());
+    d.signal(libc::SIGTERM);
+    let code = loop {
+        match ws.recv() {
+            Some(Msg::Close(c)) => break c,
+            Some(_) => continue,
+            None => panic!("connection dropped without a close frame"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert!(st.success(), "exit status {st:?}");
+    assert!(!d.control.exists(), "control socket removed");
+    assert!(d.log().contains("SIGTERM: shutting down"));
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes")).args(["--fps", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fps"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes")).arg("--help").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pieyes ctl"));
+}

@@ -1,0 +1,293 @@
+// pieyes viewer: both eyes over WebSocket, decoded with WebCodecs and drawn the moment a frame
+// is decoded. Wire format: README.md, "Wire format". No build step, no dependencies.
+'use strict';
+
+const HEADER_LEN = 32;
+
+// ---- helpers ---------------------------------------------------------------------------
+
+// Codec string (RFC 6381) from the SPS in an Annex-B access unit: avc1.PPCCLL.
+function codecFromAnnexB(b) {
+  for (let i = 0; i + 4 < b.length; i++) {
+    if (b[i] === 0 && b[i + 1] === 0 && b[i + 2] === 1 && (b[i + 3] & 0x1f) === 7 && i + 6 < b.length) {
+      const hex = (v) => v.toString(16).padStart(2, '0').toUpperCase();
+      return 'avc1.' + hex(b[i + 4]) + hex(b[i + 5]) + hex(b[i + 6]);
+    }
+  }
+  return null;
+}
+
+function parseHeader(buf) {
+  const v = new DataView(buf);
+  if (buf.byteLength < HEADER_LEN || v.getUint8(0) !== 1) return null;
+  const hl = v.getUint8(3);
+  return {
+    eye: v.getUint8(1),
+    key: (v.getUint8(2) & 1) !== 0,
+    seq: v.getUint32(4, true),
+    captureUs: Number(v.getBigUint64(8, true)),
+    crop: [v.getUint16(16, true), v.getUint16(18, true), v.getUint16(20, true), v.getUint16(22, true)],
+    encodedUs: Number(v.getBigUint64(24, true)),
+    payload: new Uint8Array(buf, hl),
+  };
+}
+
+function percentile(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const nowUs = () => performance.now() * 1000;
+const wsUrl = (path) => (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
+
+// ---- the control connection: clock offset and server status -----------------------------
+
+class Control {
+  constructor(onStatus) {
+    this.onStatus = onStatus;
+    this.pending = []; // reply handlers, in command order
+    this.offsetUs = 0; // daemon clock − local clock
+    this.rttUs = Infinity;
+    this.connect();
+  }
+
+  connect() {
+    this.ws = new WebSocket(wsUrl('/control'));
+    this.ws.onopen = () => {
+      setConn(true);
+      this.syncClock();
+    };
+    this.ws.onmessage = (ev) => {
+      const h = this.pending.shift();
+      if (h) h(String(ev.data));
+    };
+    this.ws.onclose = () => {
+      setConn(false);
+      this.pending = [];
+      setTimeout(() => this.connect(), 1000);
+    };
+  }
+
+  send(cmd, handler) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.pending.push(handler || (() => {}));
+    this.ws.send(cmd);
+    return true;
+  }
+
+  // NTP-style: keep the sample with the smallest round trip.
+  syncClock() {
+    let n = 0;
+    const once = () => {
+      const t0 = nowUs();
+      this.send('clock', (reply) => {
+        const t1 = nowUs();
+        const m = /clock=(\d+)/.exec(reply);
+        if (m && t1 - t0 < this.rttUs) {
+          this.rttUs = t1 - t0;
+          this.offsetUs = Number(m[1]) - (t0 + t1) / 2;
+        }
+        if (++n < 5) once();
+      });
+    };
+    this.rttUs = Infinity;
+    once();
+  }
+
+  daemonNowUs() {
+    return nowUs() + this.offsetUs;
+  }
+
+  pollStatus() {
+    this.send('status', (reply) => {
+      if (reply.startsWith('ok ')) {
+        try { this.onStatus(JSON.parse(reply.slice(3))); } catch (e) { /* a bad line is skipped */ }
+      }
+    });
+  }
+}
+
+// ---- one eye -----------------------------------------------------------------------------
+
+class Eye {
+  constructor(index, figure, control) {
+    this.index = index;
+    this.figure = figure;
+    this.canvas = figure.querySelector('canvas');
+    this.ctx = this.canvas.getContext('2d', { alpha: false, desynchronized: true });
+    this.statsEl = figure.querySelector('.stats');
+    this.control = control;
+    this.decoder = null;
+    this.codec = null;
+    this.waitKey = true;
+    this.backoff = 250;
+    this.server = null; // this eye's entry in the last status
+    this.reset();
+    this.connect();
+  }
+
+  reset() {
+    this.painted = 0;
+    this.received = 0;
+    this.bytes = 0;
+    this.drops = 0;
+    this.decodeErrors = 0;
+    this.latencies = [];
+    this.lastSeq = null;
+    this.lastHeader = null;
+    this.windowStart = performance.now();
+    this.windowPainted = 0;
+    this.windowBytes = 0;
+    this.fps = 0;
+    this.bps = 0;
+  }
+
+  connect() {
+    const ws = new WebSocket(wsUrl('/cam' + this.index));
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => { this.backoff = 250; };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') this.onHello(JSON.parse(ev.data));
+      else this.onVideo(ev.data);
+    };
+    ws.onclose = () => {
+      this.figure.classList.add('stale');
+      this.closeDecoder();
+      this.statsEl.textContent = 'disconnected, reconnecting…';
+      setTimeout(() => this.connect(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 3000);
+    };
+  }
+
+  onHello(h) {
+    if (h.type !== 'hello') return;
+    if (this.canvas.width !== h.width || this.canvas.height !== h.height) {
+      this.canvas.width = h.width;
+      this.canvas.height = h.height;
+    }
+    this.hello = h;
+    this.waitKey = true;
+  }
+
+  closeDecoder() {
+    if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
+    this.decoder = null;
+    this.waitKey = true;
+  }
+
+  makeDecoder(codec) {
+    this.decoder = new VideoDecoder({
+      output: (frame) => this.paint(frame),
+      error: (e) => {
+        this.decodeErrors++;
+        console.warn('eye', this.index, 'decoder error', e);
+        this.decoder = null; // a closed decoder; the next keyframe makes a new one
+        this.waitKey = true;
+      },
+    });
+    this.decoder.configure({ codec, optimizeForLatency: true });
+    this.codec = codec;
+  }
+
+  onVideo(buf) {
+    const h = parseHeader(buf);
+    if (!h) return;
+    this.received++;
+    this.bytes += buf.byteLength;
+    this.windowBytes += buf.byteLength;
+    if (this.lastSeq !== null && h.seq !== this.lastSeq + 1 && !this.waitKey) this.drops += Math.max(0, h.seq - this.lastSeq - 1);
+    this.lastSeq = h.seq;
+    if (this.waitKey && !h.key) return;
+    if (h.key) {
+      const codec = codecFromAnnexB(h.payload);
+      if (codec && (!this.decoder || codec !== this.codec)) {
+        this.closeDecoder();
+        this.makeDecoder(codec);
+      }
+      this.waitKey = false;
+    }
+    if (!this.decoder) return;
+    // Never let decode work pile up: skip to the next keyframe instead of falling behind.
+    if (this.decoder.decodeQueueSize > 3 && !h.key) {
+      this.drops++;
+      this.waitKey = true;
+      return;
+    }
+    this.lastHeader = h;
+    this.decoder.decode(new EncodedVideoChunk({ type: h.key ? 'key' : 'delta', timestamp: h.captureUs, data: h.payload }));
+  }
+
+  paint(frame) {
+    this.ctx.drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+    const lat = (this.control.daemonNowUs() - frame.timestamp) / 1000;
+    frame.close();
+    this.figure.classList.remove('stale');
+    this.painted++;
+    this.windowPainted++;
+    this.latencies.push(lat);
+    if (this.latencies.length > 300) this.latencies.shift();
+  }
+
+  // Once a second: rates over the last window and the stats line.
+  tick() {
+    const now = performance.now();
+    const dt = (now - this.windowStart) / 1000;
+    if (dt > 0) {
+      this.fps = this.windowPainted / dt;
+      this.bps = (this.windowBytes * 8) / dt;
+    }
+    this.windowStart = now;
+    this.windowPainted = 0;
+    this.windowBytes = 0;
+    if (!this.painted) return;
+    const s = this.latencies.slice().sort((a, b) => a - b);
+    const serverDrops = this.server ? this.server.drops : 0;
+    this.statsEl.textContent =
+      `${this.fps.toFixed(1)} fps · ${(this.bps / 1e6).toFixed(2)} Mb/s · dropped ${this.drops}` +
+      ` (server ${serverDrops}) · latency ${percentile(s, 50).toFixed(0)}/${percentile(s, 95).toFixed(0)} ms p50/p95` +
+      (this.lastHeader ? ` · #${this.lastHeader.seq}` : '');
+  }
+
+  // A snapshot for tests and the latency bench.
+  snapshot() {
+    const s = this.latencies.slice().sort((a, b) => a - b);
+    return {
+      painted: this.painted, received: this.received, drops: this.drops, decodeErrors: this.decodeErrors,
+      fps: this.fps, bps: this.bps, codec: this.codec,
+      latencyP50: percentile(s, 50), latencyP95: percentile(s, 95),
+      lastSeq: this.lastHeader ? this.lastHeader.seq : null,
+    };
+  }
+}
+
+// ---- page --------------------------------------------------------------------------------
+
+function setConn(ok) {
+  const el = document.getElementById('conn');
+  el.textContent = ok ? 'connected' : 'disconnected';
+  el.className = 'badge ' + (ok ? 'ok' : 'bad');
+}
+
+function main() {
+  if (!('VideoDecoder' in window) || !('EncodedVideoChunk' in window)) {
+    document.getElementById('unsupported').hidden = false;
+    setConn(false);
+    return;
+  }
+  const eyes = [];
+  const control = new Control((status) => {
+    for (const e of eyes) e.server = status.eyes && status.eyes[e.index];
+    document.getElementById('clock').textContent =
+      `daemon up ${status.uptime_s.toFixed(0)} s · clock offset ±${(control.rttUs / 2000).toFixed(1)} ms`;
+  });
+  document.querySelectorAll('.eye').forEach((fig) => eyes.push(new Eye(Number(fig.dataset.eye), fig, control)));
+  setInterval(() => {
+    for (const e of eyes) e.tick();
+    control.pollStatus();
+  }, 1000);
+  setInterval(() => control.syncClock(), 30000);
+  window.pieyes = { eyes, control, snapshot: () => eyes.map((e) => e.snapshot()) };
+}
+
+main();
