@@ -9,12 +9,14 @@
 pub mod log;
 
 pub mod camera;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod encoder;
 pub mod event_loop;
 pub mod eyes;
+pub mod histogram;
 pub mod http;
 pub mod json;
 pub mod stream;

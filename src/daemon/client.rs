@@ -9,6 +9,7 @@ use std::os::unix::net::UnixStream;
 use crate::control::line::LineReader;
 use crate::stream::fanout::Subscriber;
 use crate::stream::outbox::{MAX_SLICES, Outbox};
+use crate::stream::wire::Packet;
 use crate::sys::socket::send_vectored;
 use crate::ws::connection::Connection;
 
@@ -95,7 +96,7 @@ impl Client {
 
     /// Write as much of the outbox as the socket takes. Returns bytes written, or the error
     /// that means the client is gone (EPIPE, ECONNRESET…).
-    pub fn flush(&mut self) -> std::io::Result<usize> {
+    pub fn flush(&mut self, mut sent: impl FnMut(&Packet)) -> std::io::Result<usize> {
         let mut written = 0;
         while !self.outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -103,7 +104,7 @@ impl Client {
             match send_vectored(&self.stream, &slices[..n]) {
                 Ok(0) => break,
                 Ok(k) => {
-                    self.outbox.advance(k);
+                    self.outbox.advance(k, &mut sent);
                     written += k;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,

@@ -3,6 +3,7 @@
 use super::Daemon;
 use crate::camera::clamp_crop;
 use crate::control::command::{CmdError, Command, help_text};
+use crate::histogram::Histogram;
 use crate::json;
 use crate::sys::clock::monotonic_us;
 
@@ -42,6 +43,17 @@ pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, 
     }
 }
 
+fn latency_json(encoded: &Histogram, sent: &Histogram) -> String {
+    let ms = |h: &Histogram, q: f64| h.quantile(q) as f64 / 1000.0;
+    json::Obj::new()
+        .num("capture_encoded_p50", ms(encoded, 0.5))
+        .num("capture_encoded_p99", ms(encoded, 0.99))
+        .num("capture_sent_p50", ms(sent, 0.5))
+        .num("capture_sent_p99", ms(sent, 0.99))
+        .int("sent_samples", sent.count())
+        .finish()
+}
+
 pub(super) fn status_json(d: &Daemon, now: u64) -> String {
     let eyes = d.eyes.iter().map(|e| {
         let info = e.camera.info();
@@ -72,6 +84,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("encoder_errors", s.encoder_errors)
             .num("encode_ms", if s.encoded > 0 { s.encode_cpu_us as f64 / s.encoded as f64 / 1000.0 } else { 0.0 })
             .int("viewers", e.viewers.len() as u64)
+            .raw("latency_ms", &latency_json(&s.capture_to_encoded, &s.capture_to_sent))
             .finish()
     });
     json::Obj::new()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::camera::{Camera, Completed, Controls, FrameBuffer, FrameStatus, Rect, Request};
 use crate::encoder::{EncodeJob, Encoded, Encoder, h264};
 use crate::eyes::schedule::CropSchedule;
+use crate::histogram::Histogram;
 use crate::stream::keyframe::KeyframeGate;
 use crate::stream::wire::Packet;
 
@@ -32,6 +33,10 @@ pub struct EyeStats {
     /// Frames not delivered to a viewer (slow viewers skipped to a keyframe), all viewers.
     pub viewer_drops: u64,
     pub encode_cpu_us: u64,
+    /// Capture → access unit ready, µs.
+    pub capture_to_encoded: Histogram,
+    /// Capture → last byte written to a viewer's socket, µs (every viewer, every frame).
+    pub capture_to_sent: Histogram,
     /// Measured over the last second.
     pub fps: f64,
     pub bitrate: f64,
@@ -173,6 +178,7 @@ impl Eye {
                     self.stats.encoded += 1;
                     self.stats.bytes += au.annexb().len() as u64;
                     self.stats.encode_cpu_us += e.cpu_us;
+                    self.stats.capture_to_encoded.record(e.done_us.saturating_sub(e.meta.capture_us));
                     if au.keyframe {
                         self.stats.keyframes += 1;
                         if let Some(c) = h264::codec_string(au.annexb()) {

@@ -335,7 +335,13 @@ impl Daemon {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
-        match c.flush() {
+        let eyes = &mut self.eyes;
+        let sent = |p: &Packet| {
+            if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
+                e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
+            }
+        };
+        match c.flush(sent) {
             Ok(n) => {
                 if n > 0 {
                     if let Role::Video { sub, .. } = &mut c.role {

@@ -121,7 +121,7 @@ mod tests {
         let mut s = Subscriber::new(L, 0);
         for seq in 0..100 {
             assert_eq!(s.offer(&mut o, &packet(seq, seq % 30 == 0), seq as u64), Offer::Queued);
-            o.advance(o.pending_bytes());
+            o.advance(o.pending_bytes(), |_| {});
             s.progressed(seq as u64);
         }
         assert_eq!((s.dropped, s.queued), (0, 100));
@@ -134,7 +134,7 @@ mod tests {
         s.offer(&mut o, &packet(0, true), 0);
         s.offer(&mut o, &packet(1, false), 10);
         s.offer(&mut o, &packet(2, false), 20);
-        o.advance(5); // packet 0 partly written: it must finish
+        o.advance(5, |_| {}); // packet 0 partly written: it must finish
         s.progressed(20);
         assert_eq!(s.offer(&mut o, &packet(3, false), 30), Offer::Dropped { want_keyframe: true });
         assert_eq!(s.dropped, 3, "packets 1, 2 and 3");
@@ -144,7 +144,7 @@ mod tests {
         assert!(!s.waiting_keyframe());
         assert!(!s.is_stuck(&o, 1000));
         assert!(s.is_stuck(&o, 1021));
-        o.advance(o.pending_bytes());
+        o.advance(o.pending_bytes(), |_| {});
         assert!(!s.is_stuck(&o, 5000), "an empty queue is never stuck");
     }
 }

@@ -72,8 +72,8 @@ impl Outbox {
         n
     }
 
-    /// Record that `n` bytes were written.
-    pub fn advance(&mut self, mut n: usize) {
+    /// Record that `n` bytes were written; `sent` sees each video packet whose last byte went.
+    pub fn advance(&mut self, mut n: usize, mut sent: impl FnMut(&Packet)) {
         self.pending_bytes -= n.min(self.pending_bytes);
         while n > 0 {
             let Some(front) = self.chunks.front() else {
@@ -86,8 +86,9 @@ impl Outbox {
             }
             n -= left;
             self.offset = 0;
-            if let Some(Chunk::Video(_)) = self.chunks.pop_front() {
+            if let Some(Chunk::Video(p)) = self.chunks.pop_front() {
                 self.video_frames -= 1;
+                sent(&p);
             }
         }
     }
@@ -136,12 +137,14 @@ mod tests {
         o.push_video(p.clone());
         let all = flatten(&o);
         assert_eq!(all.len(), 5 + p.len());
-        o.advance(3);
+        o.advance(3, |_| {});
         assert_eq!(flatten(&o), all[3..]);
-        o.advance(10);
+        o.advance(10, |_| {});
         assert_eq!(flatten(&o), all[13..]);
         assert_eq!(o.video_frames(), 1);
-        o.advance(all.len() - 13);
+        let mut sent = Vec::new();
+        o.advance(all.len() - 13, |p| sent.push(p.meta.sequence));
+        assert_eq!(sent, vec![1], "the packet is reported once its last byte is written");
         assert!(o.is_empty());
         assert_eq!((o.pending_bytes(), o.video_frames()), (0, 0));
     }
@@ -153,7 +156,7 @@ mod tests {
         o.push_video(packet(2, false, 50));
         o.push_bytes(b"pong".to_vec());
         o.push_video(packet(3, false, 50));
-        o.advance(10);
+        o.advance(10, |_| {});
         assert_eq!(o.drop_unstarted_video(), 2);
         assert_eq!(o.video_frames(), 1);
         let rest = flatten(&o);

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pieyes::stream::wire::VideoHeader;
-use pieyes::ws::frame::{self, Opcode, Role};
 
 pub struct Daemon {
     pub child: Child,
@@ -152,86 +151,29 @@ pub fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
     (status, head, raw[end + 4..].to_vec())
 }
 
-pub enum Msg {
-    Text(String),
-    Binary(Vec<u8>),
-    Close(Option<u16>),
-}
+pub use pieyes::client::Msg;
 
-/// A minimal WebSocket client built on pieyes' own frame codec (client role: masks).
-pub struct WsClient {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-}
+/// The library's client with test-friendly panics.
+pub struct WsClient(pub pieyes::client::WsClient);
 
 impl WsClient {
     pub fn connect(addr: SocketAddr, path: &str) -> WsClient {
         Self::connect_with(addr, path, "")
     }
-
     pub fn connect_with(addr: SocketAddr, path: &str, extra_headers: &str) -> WsClient {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra_headers}\r\n"
-        );
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p + 4;
-            }
-            let n = stream.read(&mut chunk).expect("handshake read");
-            assert!(n > 0, "closed during handshake: {}", String::from_utf8_lossy(&buf));
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "handshake refused: {head}");
-        assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
-        WsClient { stream, buf: buf[end..].to_vec() }
+        WsClient(pieyes::client::WsClient::connect(addr, path, extra_headers).expect("websocket connect"))
     }
-
     pub fn recv(&mut self) -> Option<Msg> {
-        let mut chunk = vec![0u8; 256 * 1024];
-        loop {
-            if let Some((f, n)) = frame::decode(&self.buf, Role::Client, 64 << 20).expect("valid server frame") {
-                self.buf.drain(..n);
-                assert!(f.fin, "the server sends unfragmented messages");
-                return Some(match f.opcode {
-                    Opcode::Text => Msg::Text(String::from_utf8(f.payload).unwrap()),
-                    Opcode::Binary => Msg::Binary(f.payload),
-                    Opcode::Close => {
-                        Msg::Close((f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]])))
-                    }
-                    _ => continue,
-                });
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        self.0.recv().expect("websocket read")
     }
-
     pub fn send_text(&mut self, t: &str) {
-        self.stream.write_all(&frame::encode_masked(true, Opcode::Text, t.as_bytes(), [9, 8, 7, 6])).unwrap();
+        self.0.send_text(t).unwrap()
     }
-
     pub fn send_raw(&mut self, b: &[u8]) {
-        self.stream.write_all(b).unwrap();
+        self.0.stream.write_all(b).unwrap()
     }
-
-    /// Send a text command and wait for the text reply.
     pub fn command(&mut self, t: &str) -> String {
-        self.send_text(t);
-        loop {
-            match self.recv() {
-                Some(Msg::Text(r)) => return r,
-                Some(_) => continue,
-                None => panic!("connection closed waiting for a reply to {t:?}"),
-            }
-        }
+        self.0.command(t).expect("command reply")
     }
 }
 
