@@ -121,6 +121,8 @@ fn start_daemon() -> DaemonProc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
         .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--fps", &FPS.to_string(), "--control"])
         .arg(&control)
+        .arg("--state")
+        .arg(control.with_extension("state"))
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pieyes");

@@ -86,12 +86,13 @@ impl WsClient {
         self.stream.write_all(&frame::encode_masked(true, Opcode::Text, t.as_bytes(), [9, 8, 7, 6]))
     }
 
-    /// Send a command on `/control` and wait for its reply.
+    /// Send a command on `/control` and wait for its reply (`event …` lines of a watching
+    /// connection are skipped).
     pub fn command(&mut self, t: &str) -> Result<String> {
         self.send_text(t)?;
         loop {
             match self.recv()? {
-                Some(Msg::Text(r)) => return Ok(r),
+                Some(Msg::Text(r)) if !r.starts_with("event ") => return Ok(r),
                 Some(_) => continue,
                 None => return Err(Error::new(ErrorKind::UnexpectedEof, "closed while waiting for a reply")),
             }

@@ -26,6 +26,11 @@ pub struct Config {
     pub gop_seconds: f64,
     pub control: PathBuf,
     pub www: Option<PathBuf>,
+    /// Saved calibration and default view.
+    pub state: PathBuf,
+    pub max_zoom: f64,
+    /// Flags given on the command line (they win over the state file).
+    pub explicit: Vec<&'static str>,
 }
 
 pub fn default_control_path() -> PathBuf {
@@ -47,14 +52,26 @@ impl Default for Config {
             gop_seconds: 2.0,
             control: default_control_path(),
             www: None,
+            state: crate::control::state_file::default_path(),
+            max_zoom: crate::eyes::geometry::DEFAULT_MAX_ZOOM,
+            explicit: Vec::new(),
         }
     }
 }
 
 impl Config {
     pub fn gop_frames(&self) -> u32 {
-        ((self.gop_seconds * self.fps as f64).round() as u32).max(1)
+        gop_frames(self.gop_seconds, self.fps)
     }
+
+    pub fn is_explicit(&self, flag: &str) -> bool {
+        self.explicit.contains(&flag)
+    }
+}
+
+/// A GOP of `seconds` at `fps`, in frames (at least 1).
+pub fn gop_frames(seconds: f64, fps: u32) -> u32 {
+    ((seconds * fps as f64).round() as u32).max(1)
 }
 
 pub const USAGE: &str = "\
@@ -74,6 +91,9 @@ options:
   --bitrate BPS         H.264 bitrate per eye (default 3000000)
   --gop SECONDS         time between periodic keyframes (default 2)
   --control PATH        control socket (default $XDG_RUNTIME_DIR/pieyes.sock, else /tmp/pieyes.sock)
+  --state PATH          saved calibration and default view (default $STATE_DIRECTORY/state.conf,
+                        else $XDG_STATE_HOME/pieyes/state.conf, else ~/.local/state/pieyes/state.conf)
+  --max-zoom Z          largest zoom, 1..64 (default 8)
   --www DIR             serve the viewer from DIR instead of the built-in copy
 
 environment:
@@ -151,6 +171,22 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 args.get(i).cloned().ok_or(format!("{flag} needs a value"))?
             }
         };
+        const FLAGS: &[&str] = &[
+            "--listen",
+            "--camera",
+            "--size",
+            "--sensor",
+            "--fps",
+            "--bitrate",
+            "--gop",
+            "--control",
+            "--www",
+            "--state",
+            "--max-zoom",
+        ];
+        if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
+            cfg.explicit.push(f);
+        }
         match flag {
             "--listen" => {
                 cfg.listen = value.parse().map_err(|_| format!("--listen: expected ADDR:PORT, got {value:?}"))?
@@ -171,6 +207,8 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--gop" => cfg.gop_seconds = parse_num(flag, &value, 0.1, 60.0)?,
             "--control" => cfg.control = PathBuf::from(value),
             "--www" => cfg.www = Some(PathBuf::from(value)),
+            "--state" => cfg.state = PathBuf::from(value),
+            "--max-zoom" => cfg.max_zoom = parse_num(flag, &value, 1.0, 64.0)?,
             _ => return Err(format!("unknown option {flag:?}")),
         }
         i += 1;
@@ -203,6 +241,7 @@ mod tests {
             (Size { w: 320, h: 240 }, 15, CameraChoice::Synthetic, 23)
         );
         assert_eq!(c.listen.port(), 0);
+        assert!(c.is_explicit("--fps") && !c.is_explicit("--bitrate"));
         assert_eq!(parse_args(&args("--help")), Ok(Invocation::Help));
         assert_eq!(parse_args(&args("-V")), Ok(Invocation::Version));
     }

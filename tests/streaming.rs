@@ -152,7 +152,7 @@ fn crop_over_the_control_socket_moves_the_visible_region() {
 #[test]
 fn control_language_over_unix_socket_and_websocket_rejects_garbage() {
     let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
-    assert!(d.ctl("help").starts_with("ok status"));
+    assert!(d.ctl("help").starts_with("ok look"));
     assert!(d.ctl("status").starts_with("ok {"));
     assert_eq!(d.ctl("keyframe"), "ok keyframe");
     assert!(d.ctl("clock").starts_with("ok clock="));

@@ -115,6 +115,60 @@ impl FrameBuffer {
     }
 }
 
+/// Mirroring of the picture (libcamera's `Transform` for the flips a mount needs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flip {
+    #[default]
+    None,
+    H,
+    V,
+    HV,
+}
+
+impl Flip {
+    pub fn h(self) -> bool {
+        matches!(self, Flip::H | Flip::HV)
+    }
+    pub fn v(self) -> bool {
+        matches!(self, Flip::V | Flip::HV)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Flip::None => "none",
+            Flip::H => "h",
+            Flip::V => "v",
+            Flip::HV => "hv",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Flip> {
+        Some(match s {
+            "none" => Flip::None,
+            "h" => Flip::H,
+            "v" => Flip::V,
+            "hv" | "vh" => Flip::HV,
+            _ => return None,
+        })
+    }
+}
+
+/// Mirror an I420 frame in place.
+pub fn flip_i420(layout: I420Layout, frame: &mut [u8], flip: Flip) {
+    let (y, u, v) = layout.planes_mut(frame);
+    let (w, cw) = (layout.width as usize, layout.chroma_width());
+    for (plane, stride) in [(y, w), (u, cw), (v, cw)] {
+        if flip.h() {
+            plane.chunks_exact_mut(stride).for_each(|row| row.reverse());
+        }
+        if flip.v() {
+            let rows = plane.len() / stride;
+            for r in 0..rows / 2 {
+                let (top, bottom) = plane.split_at_mut((rows - 1 - r) * stride);
+                top[r * stride..(r + 1) * stride].swap_with_slice(&mut bottom[..stride]);
+            }
+        }
+    }
+}
+
 /// Controls carried by one request (libcamera's per-request ControlList).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Controls {
@@ -204,6 +258,12 @@ pub trait Camera {
 
     /// Frames the sensor produced with no request queued to receive them.
     fn starved_frames(&self) -> u64;
+
+    /// Mirror the picture from the next frame on (a real camera is reconfigured for this).
+    fn set_flip(&mut self, flip: Flip) -> Result<(), CameraError>;
+
+    /// Change the frame rate.
+    fn set_fps(&mut self, fps: u32) -> Result<(), CameraError>;
 }
 
 /// The largest crop with the output's aspect ratio, centred in the sensor: the whole view.
@@ -246,6 +306,24 @@ mod tests {
         assert_eq!(full_view(s, Size { w: 960, h: 1080 }), Rect::new(576, 0, 1152, 1296));
         assert_eq!(full_view(s, Size { w: 1920, h: 1080 }), s);
         assert_eq!(full_view(Rect::new(0, 0, 1000, 1000), Size { w: 1920, h: 1080 }), Rect::new(0, 218, 1000, 562));
+    }
+
+    #[test]
+    fn flips_mirror_every_plane_and_twice_is_identity() {
+        let l = I420Layout::new(Size { w: 4, h: 4 });
+        let orig: Vec<u8> = (0..24).collect();
+        let mut f = orig.clone();
+        flip_i420(l, &mut f, Flip::H);
+        assert_eq!(&f[..4], &[3, 2, 1, 0]);
+        assert_eq!(&f[16..18], &[17, 16]);
+        flip_i420(l, &mut f, Flip::H);
+        assert_eq!(f, orig);
+        flip_i420(l, &mut f, Flip::V);
+        assert_eq!(&f[..4], &[12, 13, 14, 15]);
+        assert_eq!(&f[20..24], &[22, 23, 20, 21]);
+        flip_i420(l, &mut f, Flip::HV);
+        flip_i420(l, &mut f, Flip::H);
+        assert_eq!(f, orig, "V then HV then H is the identity");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use super::scene::Scene;
 use super::stamp::Stamp;
 use super::{
-    Camera, CameraError, CameraInfo, Completed, FrameBuffer, FrameMeta, FrameStatus, I420Layout, Rect, Request, Size,
-    clamp_crop,
+    Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameMeta, FrameStatus, I420Layout, Rect, Request,
+    Size, clamp_crop, flip_i420,
 };
 use crate::sys::clock::monotonic_us;
 use crate::sys::notify::Doorbell;
@@ -53,6 +53,7 @@ struct EyeQueues {
     pending: VecDeque<Request>,
     done: VecDeque<Completed>,
     starved: u64,
+    flip: Flip,
 }
 
 struct RigState {
@@ -60,6 +61,8 @@ struct RigState {
     /// Sequence number the next tick will carry.
     next_tick: u32,
     running: bool,
+    /// A new frame rate for the capture thread to take up.
+    new_fps: Option<u32>,
 }
 
 struct Shared {
@@ -91,6 +94,7 @@ impl SyntheticRig {
                 eyes: [EyeQueues::default(), EyeQueues::default()],
                 next_tick: 0,
                 running: true,
+                new_fps: None,
             }),
             doorbells: [Doorbell::new()?, Doorbell::new()?],
             stop: AtomicBool::new(false),
@@ -129,7 +133,7 @@ impl SyntheticRig {
         let sensor = Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h);
         let thread = std::thread::Builder::new()
             .name("synthetic-cam".into())
-            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period.as_micros() as u64))?;
+            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period))?;
         Ok((SyntheticRig { shared, thread: Some(thread) }, eyes))
     }
 }
@@ -143,21 +147,32 @@ impl Drop for SyntheticRig {
     }
 }
 
-fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect, origin: u64, period_us: u64) {
+fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect, first_us: u64, period: Duration) {
     let mut xmap = Vec::new();
+    let mut period_us = period.as_micros() as u64;
+    // Nominal time of the next tick: the capture timestamp is the tick's, not the wake-up's.
+    let mut next_us = first_us;
     while !shared.stop.load(Ordering::SeqCst) {
         let ticks = timer.expirations();
         if ticks == 0 {
             continue;
         }
         // A late wake-up (ticks > 1) skips the missed ticks: their sequences are simply gone.
-        let seq = {
+        let (seq, new_fps, flips) = {
             let mut st = shared.state.lock().unwrap();
             let seq = st.next_tick.wrapping_add(ticks as u32 - 1);
             st.next_tick = seq.wrapping_add(1);
-            seq
+            (seq, st.new_fps.take(), [st.eyes[0].flip, st.eyes[1].flip])
         };
-        let capture_us = origin + seq as u64 * period_us;
+        let capture_us = next_us + (ticks - 1) * period_us;
+        next_us = capture_us + period_us;
+        if let Some(fps) = new_fps {
+            period_us = 1_000_000 / fps.max(1) as u64;
+            next_us = monotonic_us() + period_us;
+            if let Err(e) = timer.set_periodic_from(next_us, Duration::from_micros(period_us)) {
+                crate::error!("synthetic camera: cannot change the frame rate: {e}");
+            }
+        }
         for eye in 0..2u8 {
             let req = {
                 let mut st = shared.state.lock().unwrap();
@@ -174,6 +189,9 @@ fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect,
             let crop = clamp_crop(controls.crop, sensor, MIN_CROP);
             let layout = buffer.layout;
             scene.render(eye, capture_us, crop, layout, buffer.pixels_mut(), &mut xmap);
+            if flips[eye as usize] != Flip::None {
+                flip_i420(layout, buffer.pixels_mut(), flips[eye as usize]);
+            }
             let meta = FrameMeta { eye, sequence: seq, capture_us, crop };
             Stamp { eye, sequence: seq, capture_us, crop }.paint(layout, buffer.pixels_mut());
             shared.state.lock().unwrap().eyes[eye as usize].done.push_back(Completed {
@@ -226,6 +244,21 @@ impl Camera for SyntheticEye {
 
     fn starved_frames(&self) -> u64 {
         self.shared.state.lock().unwrap().eyes[self.eye as usize].starved
+    }
+
+    fn set_flip(&mut self, flip: Flip) -> Result<(), CameraError> {
+        self.shared.state.lock().unwrap().eyes[self.eye as usize].flip = flip;
+        Ok(())
+    }
+
+    /// Both eyes share one sensor clock: changing one eye's rate changes the rig's.
+    fn set_fps(&mut self, fps: u32) -> Result<(), CameraError> {
+        if fps == 0 || fps > 1000 {
+            return Err(CameraError::Other(format!("{fps} fps is not possible")));
+        }
+        self.shared.state.lock().unwrap().new_fps = Some(fps);
+        self.info.fps = fps;
+        Ok(())
     }
 }
 

@@ -1,8 +1,8 @@
 //! Parsing commands and formatting replies. Pure: a line in, a `Command` or an error out.
-//! Every verb is a row of `VERBS` (name, arguments, summary), which also makes `help`, so a
-//! new verb is one row plus one match arm.
+//! Every verb is a row of `VERBS` (name, arguments, whether it takes `over <ms>`, summary),
+//! which also makes `help`, so a new verb is one row plus one match arm.
 
-use crate::camera::Rect;
+use crate::camera::{Flip, Rect};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -23,11 +23,54 @@ impl Target {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     Status,
+    /// Absolute gaze, −1…1 across the reachable range at the current zoom.
+    Look {
+        target: Target,
+        x: f64,
+        y: f64,
+        over_ms: u32,
+    },
+    /// Relative gaze, same units.
+    Move {
+        target: Target,
+        dx: f64,
+        dy: f64,
+        over_ms: u32,
+    },
+    Zoom {
+        target: Target,
+        zoom: f64,
+        over_ms: u32,
+    },
+    /// Vergence: both eyes turn by ±d × half the sensor width in opposite directions.
+    Verge {
+        d: f64,
+        over_ms: u32,
+    },
+    /// Calibration offset of one eye, sensor pixels.
+    Offset {
+        eye: u8,
+        dx: i32,
+        dy: i32,
+    },
     Crop {
         target: Target,
         rect: Rect,
     },
+    Flip {
+        target: Target,
+        flip: Flip,
+    },
+    Pause,
+    Resume,
+    Fps(u32),
+    Bitrate {
+        target: Target,
+        bps: u32,
+    },
     Keyframe,
+    Save,
+    Watch,
     /// Time sync for viewers: replies with the daemon's CLOCK_MONOTONIC in µs.
     Clock,
     Help,
@@ -46,25 +89,47 @@ impl CmdError {
     }
 }
 
-pub const VERBS: &[(&str, &str, &str)] = &[
-    ("status", "", "one line of JSON: per eye fps, bitrate, frames, drops, viewers, crop"),
-    (
-        "crop",
-        "<0|1|both> <x> <y> <w> <h>",
-        "set the sensor crop; reply names the applied crop and the frame it lands on",
-    ),
-    ("keyframe", "", "ask both encoders for an IDR on the next frame"),
-    ("clock", "", "the daemon's monotonic clock in µs (for latency measurement)"),
-    ("help", "", "this list"),
+/// (verb, arguments, takes `over <ms>`, summary)
+pub const VERBS: &[(&str, &str, bool, &str)] = &[
+    ("look", "<0|1|both> <x> <y>", true, "absolute gaze, -1..1 across the reachable range at the current zoom"),
+    ("move", "<0|1|both> <dx> <dy>", true, "relative gaze, same units"),
+    ("zoom", "<0|1|both> <z>", true, "zoom factor, 1 = whole view, up to the maximum zoom"),
+    ("verge", "<d>", true, "vergence: eyes turn by ±d × half the sensor width, converging for d > 0"),
+    ("offset", "<0|1> <dx> <dy>", false, "calibration offset of one eye in sensor pixels"),
+    ("crop", "<0|1|both> <x> <y> <w> <h>", false, "raw sensor crop"),
+    ("flip", "<0|1|both> <none|h|v|hv>", false, "mirror the picture (the camera is reconfigured, viewers get an IDR)"),
+    ("pause", "", false, "stop capturing; viewers stay connected"),
+    ("resume", "", false, "capture again"),
+    ("fps", "<n>", false, "frames per second of both cameras, 1..120"),
+    ("bitrate", "<0|1|both> <bps>", false, "H.264 bitrate"),
+    ("keyframe", "", false, "both encoders send an IDR next"),
+    ("save", "", false, "write calibration and the current view as the start-up defaults"),
+    ("status", "", false, "one line of JSON"),
+    ("watch", "", false, "from now on also send an event line for every state change"),
+    ("clock", "", false, "the daemon's monotonic clock in µs"),
+    ("help", "", false, "this list"),
 ];
 
 /// Longest line accepted, bytes (without the newline).
 pub const MAX_LINE: usize = 4096;
+/// Longest pursuit, ms.
+pub const MAX_OVER_MS: u32 = 60_000;
+/// Numbers beyond this magnitude are refused as nonsense rather than clamped.
+const MAX_MAGNITUDE: f64 = 1e6;
 
 pub fn help_text() -> String {
     VERBS
         .iter()
-        .map(|(v, a, _)| if a.is_empty() { v.to_string() } else { format!("{v} {a}") })
+        .map(|(v, a, timed, _)| {
+            let mut s = v.to_string();
+            if !a.is_empty() {
+                s = format!("{s} {a}");
+            }
+            if *timed {
+                s.push_str(" [over <ms>]");
+            }
+            s
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -78,11 +143,44 @@ fn parse_target(s: &str) -> Result<Target, CmdError> {
     }
 }
 
-fn parse_u32(name: &str, s: &str) -> Result<u32, CmdError> {
-    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(CmdError::new("bad-number", format!("{name} must be a whole number of pixels, not {:?}", clip(s))));
+fn parse_eye(s: &str) -> Result<u8, CmdError> {
+    match s {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        _ => Err(CmdError::new("bad-eye", format!("eye must be 0 or 1, not {:?}", clip(s)))),
     }
-    Ok(s.parse().expect("checked digits"))
+}
+
+fn parse_u32(name: &str, s: &str, lo: u32, hi: u32) -> Result<u32, CmdError> {
+    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CmdError::new("bad-number", format!("{name} must be a whole number, not {:?}", clip(s))));
+    }
+    let v: u32 = s.parse().expect("checked digits");
+    if v < lo || v > hi {
+        return Err(CmdError::new("out-of-range", format!("{name} must be within {lo}..{hi}, not {v}")));
+    }
+    Ok(v)
+}
+
+fn parse_i32(name: &str, s: &str, limit: i32) -> Result<i32, CmdError> {
+    let digits = s.strip_prefix('-').or_else(|| s.strip_prefix('+')).unwrap_or(s);
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CmdError::new("bad-number", format!("{name} must be a whole number, not {:?}", clip(s))));
+    }
+    let v: i32 = s.parse().expect("checked digits");
+    if v.abs() > limit {
+        return Err(CmdError::new("out-of-range", format!("{name} must be within ±{limit}, not {v}")));
+    }
+    Ok(v)
+}
+
+/// A finite decimal number of sane size (NaN, infinities and 1e300 are refused, not clamped).
+fn parse_f64(name: &str, s: &str) -> Result<f64, CmdError> {
+    let ok_chars = s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    match s.parse::<f64>() {
+        Ok(v) if ok_chars && v.is_finite() && v.abs() <= MAX_MAGNITUDE => Ok(v),
+        _ => Err(CmdError::new("bad-number", format!("{name} must be a finite number, not {:?}", clip(s)))),
+    }
 }
 
 /// Keep echoed user input short in replies and logs.
@@ -92,29 +190,72 @@ fn clip(s: &str) -> String {
 
 pub fn parse(line: &str) -> Result<Command, CmdError> {
     let words: Vec<&str> = line.split_ascii_whitespace().collect();
-    let Some((&verb, args)) = words.split_first() else {
+    let Some((&verb, mut args)) = words.split_first() else {
         return Err(CmdError::new("empty", "empty command; try help"));
     };
-    let Some(&(_, usage, _)) = VERBS.iter().find(|(v, _, _)| *v == verb) else {
+    let Some(&(_, usage, timed, _)) = VERBS.iter().find(|(v, _, _, _)| *v == verb) else {
         return Err(CmdError::new("unknown-command", format!("unknown command {:?}; try help", clip(verb))));
     };
+    let mut over_ms = 0;
+    if timed && args.len() >= 2 && args[args.len() - 2] == "over" {
+        let ms = args[args.len() - 1];
+        over_ms = parse_u32("over", ms.strip_suffix("ms").unwrap_or(ms), 0, MAX_OVER_MS)?;
+        args = &args[..args.len() - 2];
+    }
     let arity = if usage.is_empty() { 0 } else { usage.split(' ').count() };
     if args.len() != arity {
-        return Err(CmdError::new("usage", format!("usage: {verb} {usage}").trim_end().to_string()));
+        let over = if timed { " [over <ms>]" } else { "" };
+        return Err(CmdError::new("usage", format!("usage: {verb} {usage}{over}").trim_end().to_string()));
     }
     Ok(match verb {
         "status" => Command::Status,
         "keyframe" => Command::Keyframe,
         "clock" => Command::Clock,
         "help" => Command::Help,
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        "save" => Command::Save,
+        "watch" => Command::Watch,
+        "look" => Command::Look {
+            target: parse_target(args[0])?,
+            x: parse_f64("x", args[1])?,
+            y: parse_f64("y", args[2])?,
+            over_ms,
+        },
+        "move" => Command::Move {
+            target: parse_target(args[0])?,
+            dx: parse_f64("dx", args[1])?,
+            dy: parse_f64("dy", args[2])?,
+            over_ms,
+        },
+        "zoom" => Command::Zoom { target: parse_target(args[0])?, zoom: parse_f64("z", args[1])?, over_ms },
+        "verge" => Command::Verge { d: parse_f64("d", args[0])?, over_ms },
+        "offset" => Command::Offset {
+            eye: parse_eye(args[0])?,
+            dx: parse_i32("dx", args[1], 10_000)?,
+            dy: parse_i32("dy", args[2], 10_000)?,
+        },
         "crop" => {
             let target = parse_target(args[0])?;
-            let v: Vec<u32> =
-                ["x", "y", "w", "h"].iter().zip(&args[1..]).map(|(n, s)| parse_u32(n, s)).collect::<Result<_, _>>()?;
+            let v: Vec<u32> = ["x", "y", "w", "h"]
+                .iter()
+                .zip(&args[1..])
+                .map(|(n, s)| parse_u32(n, s, 0, 65_535))
+                .collect::<Result<_, _>>()?;
             if v[2] == 0 || v[3] == 0 {
                 return Err(CmdError::new("bad-number", "crop width and height must be positive"));
             }
             Command::Crop { target, rect: Rect::new(v[0], v[1], v[2], v[3]) }
+        }
+        "flip" => Command::Flip {
+            target: parse_target(args[0])?,
+            flip: Flip::parse(args[1]).ok_or_else(|| {
+                CmdError::new("bad-flip", format!("flip must be none, h, v or hv, not {:?}", clip(args[1])))
+            })?,
+        },
+        "fps" => Command::Fps(parse_u32("fps", args[0], 1, 120)?),
+        "bitrate" => {
+            Command::Bitrate { target: parse_target(args[0])?, bps: parse_u32("bps", args[1], 50_000, 50_000_000)? }
         }
         _ => unreachable!("every verb in VERBS is handled"),
     })
@@ -129,6 +270,13 @@ fn one_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
+/// A number for a reply: at most 3 decimals, no trailing zeros ("0.5", "2", "-0.125").
+pub fn num(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,16 +285,34 @@ mod tests {
     fn parses_each_verb() {
         assert_eq!(parse("status"), Ok(Command::Status));
         assert_eq!(parse("  keyframe  "), Ok(Command::Keyframe));
-        assert_eq!(parse("clock"), Ok(Command::Clock));
-        assert_eq!(parse("help"), Ok(Command::Help));
+        for (l, c) in [
+            ("clock", Command::Clock),
+            ("help", Command::Help),
+            ("pause", Command::Pause),
+            ("resume", Command::Resume),
+            ("save", Command::Save),
+            ("watch", Command::Watch),
+            ("fps 25", Command::Fps(25)),
+        ] {
+            assert_eq!(parse(l), Ok(c));
+        }
         assert_eq!(
             parse("crop both 10 20 960 1080"),
             Ok(Command::Crop { target: Target::Both, rect: Rect::new(10, 20, 960, 1080) })
         );
+        assert_eq!(parse("look 0 0.5 -1"), Ok(Command::Look { target: Target::Eye(0), x: 0.5, y: -1.0, over_ms: 0 }));
         assert_eq!(
-            parse("crop 1 0 0 64 64"),
-            Ok(Command::Crop { target: Target::Eye(1), rect: Rect::new(0, 0, 64, 64) })
+            parse("move both -0.1 0 over 300ms"),
+            Ok(Command::Move { target: Target::Both, dx: -0.1, dy: 0.0, over_ms: 300 })
         );
+        assert_eq!(
+            parse("zoom 1 2.5 over 1000"),
+            Ok(Command::Zoom { target: Target::Eye(1), zoom: 2.5, over_ms: 1000 })
+        );
+        assert_eq!(parse("verge 0.02"), Ok(Command::Verge { d: 0.02, over_ms: 0 }));
+        assert_eq!(parse("offset 1 -12 +4"), Ok(Command::Offset { eye: 1, dx: -12, dy: 4 }));
+        assert_eq!(parse("flip both hv"), Ok(Command::Flip { target: Target::Both, flip: Flip::HV }));
+        assert_eq!(parse("bitrate 0 2000000"), Ok(Command::Bitrate { target: Target::Eye(0), bps: 2_000_000 }));
     }
 
     #[test]
@@ -157,22 +323,41 @@ mod tests {
         assert_eq!(code("fly away"), "unknown-command");
         assert_eq!(code("crop 0 1 2 3"), "usage");
         assert_eq!(code("status now"), "usage");
+        assert_eq!(code("look 0 1"), "usage");
+        assert_eq!(code("look 0 1 2 over"), "usage");
+        assert_eq!(code("offset both 1 1"), "bad-eye");
         assert_eq!(code("crop 2 0 0 64 64"), "bad-eye");
         assert_eq!(code("crop 0 -1 0 64 64"), "bad-number");
         assert_eq!(code("crop 0 0 0 64 NaN"), "bad-number");
         assert_eq!(code("crop 0 0 0 99999999999 64"), "bad-number");
         assert_eq!(code("crop 0 0 0 0 64"), "bad-number");
+        assert_eq!(code("look 0 NaN 0"), "bad-number");
+        assert_eq!(code("look 0 inf 0"), "bad-number");
+        assert_eq!(code("look 0 1e300 0"), "bad-number");
+        assert_eq!(code("look 0 0x10 0"), "bad-number");
+        assert_eq!(code("zoom 0 2 over 70000"), "out-of-range");
+        assert_eq!(code("look 0 0 0 over -5"), "bad-number");
+        assert_eq!(code("fps 0"), "out-of-range");
+        assert_eq!(code("fps 500"), "out-of-range");
+        assert_eq!(code("bitrate both 10"), "out-of-range");
+        assert_eq!(code("flip 0 sideways"), "bad-flip");
+        assert_eq!(code("offset 0 99999 0"), "out-of-range");
         assert_eq!(code("\u{0}\u{1}binary"), "unknown-command");
     }
 
     #[test]
-    fn errors_format_on_one_line_and_help_lists_every_verb() {
+    fn errors_format_on_one_line_help_lists_every_verb_and_numbers_are_short() {
         let e = CmdError::new("x", "a\nb\rc");
         assert_eq!(format_err(&e), "err x a b c");
         let h = help_text();
-        for (v, _, _) in VERBS {
+        for (v, _, _, _) in VERBS {
             assert!(h.contains(v));
         }
+        assert!(h.contains("look <0|1|both> <x> <y> [over <ms>]"));
         assert!(!h.contains('\n'));
+        assert_eq!(
+            (num(0.5), num(2.0), num(-0.125), num(-0.0001), num(1.23456)),
+            ("0.5".into(), "2".into(), "-0.125".into(), "0".into(), "1.235".into())
+        );
     }
 }

@@ -4,3 +4,4 @@
 pub mod command;
 pub mod ctl;
 pub mod line;
+pub mod state_file;

@@ -47,6 +47,8 @@ pub struct Client {
     /// Stop reading; drop once the outbox is flushed (or `closing_deadline_us` passes).
     pub closing: bool,
     pub closing_deadline_us: u64,
+    /// Sent `watch`: receives event lines.
+    pub watching: bool,
 }
 
 pub enum ReadResult {
@@ -69,6 +71,7 @@ impl Client {
             outbox: Outbox::default(),
             closing: false,
             closing_deadline_us: 0,
+            watching: false,
         }
     }
 

@@ -1,46 +1,220 @@
-//! Carrying out control commands against the daemon's state, and the status report.
+//! Carrying out control commands against the daemon's state, the status report, and the
+//! commanded-state snapshot that `watch` connections receive.
 
 use super::Daemon;
-use crate::camera::clamp_crop;
-use crate::control::command::{CmdError, Command, help_text};
+use crate::camera::Flip;
+use crate::config::gop_frames;
+use crate::control::command::{CmdError, Command, Target, help_text, num};
+use crate::control::state_file::{self, SavedEye, SavedState};
+use crate::eyes::geometry::Pose;
+use crate::eyes::timeline::{Aim, Segment};
 use crate::histogram::Histogram;
 use crate::json;
 use crate::sys::clock::monotonic_us;
 
+fn check_eyes(d: &Daemon, target: Target) -> Result<&'static [u8], CmdError> {
+    let eyes = target.eyes();
+    if eyes.iter().any(|&i| i as usize >= d.eyes.len()) {
+        return Err(CmdError::new("no-eye", "that eye has no camera"));
+    }
+    Ok(eyes)
+}
+
+/// The first sequence not yet requested by any of `eyes`: a change lands on it in all of
+/// them, on the same capture tick.
+fn common_sequence(d: &Daemon, eyes: &[u8]) -> u32 {
+    eyes.iter()
+        .map(|&i| d.eyes[i as usize].next_unrequested_sequence())
+        .max_by(|a, b| (a.wrapping_sub(*b) as i32).cmp(&0))
+        .expect("at least one eye")
+}
+
+fn frames_for(d: &Daemon, over_ms: u32) -> u32 {
+    if over_ms == 0 { 0 } else { ((over_ms as u64 * d.fps as u64).div_ceil(1000) as u32).max(1) }
+}
+
+fn pose_text(p: Pose) -> String {
+    format!("{},{},{}", num(p.x), num(p.y), num(p.zoom))
+}
+
+/// Plan a pose change for `eyes` and describe it: `ok seq=S [until=E] cropN=… viewN=x,y,zoom …`.
+fn plan(d: &mut Daemon, eyes: &[u8], over_ms: u32, change: impl Fn(Pose) -> Pose) -> String {
+    let seq = common_sequence(d, eyes);
+    let frames = frames_for(d, over_ms);
+    let mut reply = format!("ok seq={seq}");
+    if frames > 1 {
+        reply.push_str(&format!(" until={}", seq.wrapping_add(frames - 1)));
+    }
+    let mut verge = 0.0;
+    for &i in eyes {
+        let e = &mut d.eyes[i as usize];
+        let cur = e.timeline.target_pose(&e.geometry, e.flip);
+        let to = e.geometry.clamp(change(cur));
+        let (g, flip) = (e.geometry, e.flip);
+        e.timeline.move_to(seq, to, frames, &g, flip);
+        verge = to.verge;
+        reply.push_str(&format!(" crop{i}={} view{i}={}", e.target_crop(), pose_text(to)));
+    }
+    reply.push_str(&format!(" verge={}", num(verge)));
+    reply
+}
+
 pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, CmdError> {
-    match cmd {
-        Command::Status => Ok(format!("ok {}", status_json(d, now))),
-        Command::Help => Ok(format!("ok {}", help_text())),
-        Command::Clock => Ok(format!("ok clock={}", monotonic_us())),
+    let reply = match cmd {
+        Command::Status => return Ok(format!("ok {}", status_json(d, now))),
+        Command::Help => return Ok(format!("ok {}", help_text())),
+        Command::Clock => return Ok(format!("ok clock={}", monotonic_us())),
+        Command::Watch => unreachable!("handled per connection"),
         Command::Keyframe => {
             for e in &mut d.eyes {
                 e.keyframes.request();
             }
-            Ok("ok keyframe".into())
+            return Ok("ok keyframe".into());
+        }
+        Command::Look { target, x, y, over_ms } => {
+            let eyes = check_eyes(d, target)?;
+            plan(d, eyes, over_ms, |p| Pose { x, y, ..p })
+        }
+        Command::Move { target, dx, dy, over_ms } => {
+            let eyes = check_eyes(d, target)?;
+            plan(d, eyes, over_ms, |p| Pose { x: p.x + dx, y: p.y + dy, ..p })
+        }
+        Command::Zoom { target, zoom, over_ms } => {
+            let eyes = check_eyes(d, target)?;
+            plan(d, eyes, over_ms, |p| Pose { zoom, ..p })
+        }
+        Command::Verge { d: v, over_ms } => {
+            let eyes = check_eyes(d, Target::Both)?;
+            plan(d, eyes, over_ms, |p| Pose { verge: v, ..p })
+        }
+        Command::Offset { eye, dx, dy } => {
+            let eyes = check_eyes(d, Target::Eye(eye))?;
+            let seq = common_sequence(d, eyes);
+            let e = &mut d.eyes[eye as usize];
+            e.offset = (dx, dy);
+            format!("ok seq={seq} crop{eye}={} offset{eye}={dx},{dy}", e.target_crop())
         }
         Command::Crop { target, rect } => {
-            let eyes = target.eyes();
-            if eyes.iter().any(|&i| i as usize >= d.eyes.len()) {
-                return Err(CmdError::new("no-eye", "that eye has no camera"));
-            }
-            // The first sequence not yet requested by any of the eyes: both land on it.
-            let seq = eyes
-                .iter()
-                .map(|&i| d.eyes[i as usize].next_unrequested_sequence())
-                .max_by(|a, b| (a.wrapping_sub(*b) as i32).cmp(&0))
-                .expect("at least one eye");
+            let eyes = check_eyes(d, target)?;
+            let seq = common_sequence(d, eyes);
             let mut reply = format!("ok seq={seq}");
             for &i in eyes {
                 let e = &mut d.eyes[i as usize];
-                let info = e.camera.info();
-                let applied = clamp_crop(rect, info.sensor, info.min_crop);
-                e.schedule.set_from(seq, applied);
+                let applied = e.crop_of(Aim::Raw(rect));
+                e.timeline.set_from(seq, Segment::Hold(Aim::Raw(applied)));
                 reply.push_str(&format!(" crop{i}={applied}"));
             }
-            crate::debug!("crop {target:?} {rect} → {reply}");
-            Ok(reply)
+            reply
+        }
+        Command::Flip { target, flip } => {
+            let eyes = check_eyes(d, target)?;
+            for &i in eyes {
+                let e = &mut d.eyes[i as usize];
+                e.camera.set_flip(flip).map_err(|err| CmdError::new("camera", err.to_string()))?;
+                e.flip = flip;
+                e.keyframes.request();
+                d.pending_events.push(format!("event flip eye={i} flip={}", flip.name()));
+            }
+            format!("ok flip={}", flip.name())
+        }
+        Command::Pause => {
+            set_paused(d, true);
+            "ok paused".into()
+        }
+        Command::Resume => {
+            set_paused(d, false);
+            "ok resumed".into()
+        }
+        Command::Fps(fps) => {
+            for e in &mut d.eyes {
+                e.camera.set_fps(fps).map_err(|err| CmdError::new("camera", err.to_string()))?;
+                e.encoder_cfg.fps = fps;
+                e.encoder_cfg.gop_frames = gop_frames(d.cfg.gop_seconds, fps);
+                e.encoder.configure(e.encoder_cfg);
+            }
+            d.fps = fps;
+            format!("ok fps={fps}")
+        }
+        Command::Bitrate { target, bps } => {
+            let eyes = check_eyes(d, target)?;
+            for &i in eyes {
+                let e = &mut d.eyes[i as usize];
+                e.encoder_cfg.bitrate_bps = bps;
+                e.encoder.configure(e.encoder_cfg);
+            }
+            format!("ok bitrate={bps}")
+        }
+        Command::Save => {
+            let path = d.cfg.state.clone();
+            match state_file::save_atomic(&path, &state_file::format(&saved_state(d))) {
+                Ok(()) => {
+                    crate::info!("saved state to {}", path.display());
+                    d.pending_events.push(format!("event saved path={}", path.display()));
+                    format!("ok saved path={}", path.display())
+                }
+                Err(e) => {
+                    crate::error!("cannot save state to {}: {e}", path.display());
+                    return Err(CmdError::new("save-failed", format!("{}: {e}", path.display())));
+                }
+            }
+        }
+    };
+    d.pending_events.push(format!("event state {}", state_json(d)));
+    Ok(reply)
+}
+
+fn set_paused(d: &mut Daemon, paused: bool) {
+    if d.paused == paused {
+        return;
+    }
+    d.paused = paused;
+    for e in &mut d.eyes {
+        e.paused = paused;
+        if !paused {
+            e.keyframes.request();
+            e.refill();
         }
     }
+    crate::info!("capture {}", if paused { "paused" } else { "resumed" });
+    d.pending_events.push(format!("event {}", if paused { "pause" } else { "resume" }));
+}
+
+/// What `save` writes: the commanded view (not a pursuit's midpoint) and the calibration.
+pub(super) fn saved_state(d: &Daemon) -> SavedState {
+    let mut s = SavedState::defaults(d.fps, d.cfg.bitrate);
+    for (i, e) in d.eyes.iter().enumerate().take(2) {
+        let pose = e.timeline.target_pose(&e.geometry, e.flip);
+        s.eyes[i] = SavedEye { offset: e.offset, pose, flip: e.flip, bitrate: e.encoder_cfg.bitrate_bps };
+        s.vergence = pose.verge;
+    }
+    s
+}
+
+/// The commanded state, as the viewer's controls show it.
+pub(super) fn state_json(d: &Daemon) -> String {
+    let eyes = d.eyes.iter().map(|e| {
+        let p = e.timeline.target_pose(&e.geometry, e.flip);
+        let c = e.target_crop();
+        json::Obj::new()
+            .int("eye", e.index as u64)
+            .num("x", p.x)
+            .num("y", p.y)
+            .num("zoom", p.zoom)
+            .raw("offset", &json::array([e.offset.0, e.offset.1].map(|v| v.to_string())))
+            .str("flip", e.flip.name())
+            .int("bitrate", e.encoder_cfg.bitrate_bps as u64)
+            .raw("crop", &json::array([c.x, c.y, c.w, c.h].map(|v| v.to_string())))
+            .bool("raw_crop", matches!(e.timeline.target(), Aim::Raw(_)))
+            .num("max_zoom", e.geometry.zoom_limit())
+            .finish()
+    });
+    let verge = d.eyes.first().map_or(0.0, |e| e.timeline.target_pose(&e.geometry, e.flip).verge);
+    json::Obj::new()
+        .bool("paused", d.paused)
+        .int("fps", d.fps as u64)
+        .num("verge", verge)
+        .raw("eyes", &json::array(eyes))
+        .finish()
 }
 
 fn latency_json(encoded: &Histogram, sent: &Histogram) -> String {
@@ -71,8 +245,10 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             )
             .raw("crop", &json::array([c.x, c.y, c.w, c.h].map(|v| v.to_string())))
             .raw("sequence", &e.last_sequence.map_or("null".into(), |s| s.to_string()))
+            .str("flip", e.flip.name())
             .num("fps", s.fps)
             .num("bitrate", s.bitrate)
+            .int("bitrate_target", e.encoder_cfg.bitrate_bps as u64)
             .int("frames", s.encoded)
             .int("captured", s.captured)
             .int("keyframes", s.keyframes)
@@ -91,9 +267,31 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
         .str("version", env!("CARGO_PKG_VERSION"))
         .num("uptime_s", (now.saturating_sub(d.started_us)) as f64 / 1e6)
         .int("now_us", now)
-        .int("fps_target", d.cfg.fps as u64)
-        .int("bitrate_target", d.cfg.bitrate as u64)
+        .int("fps_target", d.fps as u64)
+        .bool("paused", d.paused)
         .int("clients", d.clients.len() as u64)
+        .str("state_file", &d.cfg.state.display().to_string())
+        .raw("state", &state_json(d))
         .raw("eyes", &json::array(eyes))
         .finish()
+}
+
+/// Apply a saved (or default) state at start-up.
+pub(super) fn apply_saved(d: &mut Daemon, s: &SavedState) {
+    for (i, e) in d.eyes.iter_mut().enumerate() {
+        let saved = s.eyes[i.min(1)];
+        e.offset = saved.offset;
+        if saved.flip != Flip::None {
+            match e.camera.set_flip(saved.flip) {
+                Ok(()) => e.flip = saved.flip,
+                Err(err) => crate::warn!("eye {i}: cannot restore flip {}: {err}", saved.flip.name()),
+            }
+        }
+        let pose = e.geometry.clamp(Pose { verge: s.vergence, ..saved.pose });
+        e.timeline.set_from(e.next_unrequested_sequence(), Segment::Hold(Aim::Pose(pose)));
+        if saved.bitrate != e.encoder_cfg.bitrate_bps {
+            e.encoder_cfg.bitrate_bps = saved.bitrate;
+            e.encoder.configure(e.encoder_cfg);
+        }
+    }
 }

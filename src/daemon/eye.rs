@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::camera::{Camera, Completed, Controls, FrameBuffer, FrameStatus, Rect, Request};
-use crate::encoder::{EncodeJob, Encoded, Encoder, h264};
-use crate::eyes::schedule::CropSchedule;
+use crate::camera::{Camera, Completed, Controls, Flip, FrameBuffer, FrameStatus, Rect, Request, clamp_crop};
+use crate::encoder::{EncodeJob, Encoded, Encoder, EncoderConfig, h264};
+use crate::eyes::geometry::{Geometry, Pose};
+use crate::eyes::timeline::{Aim, Timeline};
 use crate::histogram::Histogram;
 use crate::stream::keyframe::KeyframeGate;
 use crate::stream::wire::Packet;
@@ -69,7 +70,17 @@ pub struct Eye {
     pub encoder: Box<dyn Encoder>,
     request_depth: usize,
     free: Vec<FrameBuffer>,
-    pub schedule: CropSchedule,
+    /// Where this eye is told to look, frame by frame.
+    pub timeline: Timeline,
+    pub geometry: Geometry,
+    /// Calibration offset, sensor pixels.
+    pub offset: (i32, i32),
+    pub flip: Flip,
+    pub encoder_cfg: EncoderConfig,
+    /// While paused no requests are queued: the camera captures nothing for this eye.
+    pub paused: bool,
+    /// Event lines for `watch` connections (crop applied, …), drained by the daemon.
+    pub events: Vec<String>,
     pub keyframes: KeyframeGate,
     pub stats: EyeStats,
     /// RFC 6381 codec string from the latest SPS.
@@ -90,40 +101,61 @@ impl Eye {
         index: u8,
         mut camera: Box<dyn Camera>,
         encoder: Box<dyn Encoder>,
+        encoder_cfg: EncoderConfig,
         request_depth: usize,
-        initial: Rect,
+        geometry: Geometry,
+        initial: Pose,
     ) -> Eye {
         let free = camera.take_buffers();
-        let mut eye = Eye {
+        let initial_crop = geometry.crop(index, initial, (0, 0), Flip::None);
+        Eye {
             index,
             camera,
             encoder,
             request_depth,
             free,
-            schedule: CropSchedule::new(initial),
+            timeline: Timeline::new(Aim::Pose(initial)),
+            geometry,
+            offset: (0, 0),
+            flip: Flip::None,
+            encoder_cfg,
+            paused: false,
+            events: Vec::new(),
             keyframes: KeyframeGate::new(MIN_FORCED_IDR_INTERVAL_US),
             stats: EyeStats::default(),
             codec: None,
             viewers: Vec::new(),
-            last_crop: initial,
+            last_crop: initial_crop,
             last_sequence: None,
             encoder_error: None,
             completed: Vec::new(),
             encoded: Vec::new(),
-        };
-        eye.refill();
-        eye
+        }
     }
 
-    /// Keep the camera's request queue at its depth, each request carrying the crop scheduled
-    /// for the sequence it will capture.
-    fn refill(&mut self) {
-        while self.camera.queued() < self.request_depth {
+    /// The crop for an aim, with this eye's calibration and flip.
+    pub fn crop_of(&self, aim: Aim) -> Rect {
+        match aim {
+            Aim::Pose(p) => self.geometry.crop(self.index, p, self.offset, self.flip),
+            Aim::Raw(r) => clamp_crop(r, self.geometry.sensor, self.geometry.min_crop),
+        }
+    }
+
+    /// The crop the eye is commanded to end up at.
+    pub fn target_crop(&self) -> Rect {
+        self.crop_of(self.timeline.target())
+    }
+
+    /// Keep the camera's request queue at its depth, each request carrying the crop planned
+    /// for the sequence it will capture. Call once after start-up state is applied.
+    pub fn refill(&mut self) {
+        while !self.paused && self.camera.queued() < self.request_depth {
             let Some(buffer) = self.free.pop() else {
                 return;
             };
             let seq = self.camera.next_sequence();
-            let crop = self.schedule.crop_for(seq);
+            let aim = self.timeline.at(seq);
+            let crop = self.crop_of(aim);
             if let Err((req, e)) = self.camera.queue_request(Request { buffer, controls: Controls { crop } }) {
                 crate::warn!("eye {}: cannot queue a request: {e}", self.index);
                 self.free.push(req.buffer);
@@ -149,6 +181,9 @@ impl Eye {
                 continue;
             }
             self.stats.captured += 1;
+            if c.meta.crop != self.last_crop || self.last_sequence.is_none() {
+                self.events.push(format!("event crop eye={} seq={} crop={}", self.index, c.meta.sequence, c.meta.crop));
+            }
             self.last_crop = c.meta.crop;
             self.last_sequence = Some(c.meta.sequence);
             if self.encoder.in_flight() >= MAX_ENCODER_BACKLOG {

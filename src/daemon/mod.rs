@@ -17,14 +17,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::camera::Camera;
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
-use crate::camera::{Camera, full_view};
-use crate::config::{CameraChoice, Config};
-use crate::control::command::{self, MAX_LINE};
+use crate::config::{CameraChoice, Config, gop_frames};
+use crate::control::command::{self, Command, MAX_LINE};
 use crate::control::line::{Line, LineReader};
+use crate::control::state_file::{self, Loaded, SavedState};
 use crate::encoder::EncoderConfig;
 use crate::encoder::software::SoftwareEncoder;
 use crate::event_loop::{PollSet, Ready, Token};
+use crate::eyes::geometry::{Geometry, Pose};
 use crate::http::static_files::Source;
 use crate::stream::fanout::{Limits, Offer};
 use crate::stream::wire::Packet;
@@ -45,6 +47,8 @@ const SHUTDOWN_GRACE_US: u64 = 1_000_000;
 const ACCEPT_BACKOFF_US: u64 = 200_000;
 /// Largest WebSocket message a client may send (commands are one short line).
 pub const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// A `watch` connection that lets this much pile up unread is closed.
+const MAX_WATCH_BACKLOG: usize = 1 << 20;
 
 pub struct Daemon {
     cfg: Config,
@@ -64,6 +68,11 @@ pub struct Daemon {
     stopping_deadline: Option<u64>,
     accept_paused_until: u64,
     packets: Vec<Arc<Packet>>,
+    /// Current frame rate (the `fps` command changes it).
+    fps: u32,
+    paused: bool,
+    /// Event lines for `watch` connections, sent after the current event is handled.
+    pending_events: Vec<String>,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
@@ -100,19 +109,47 @@ impl Daemon {
         if cfg.camera == CameraChoice::Auto {
             crate::info!("camera auto: no real camera backend in this build, using the synthetic stereo camera");
         }
-        let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps: cfg.fps, ..SyntheticConfig::default() };
-        let (rig, cams) = SyntheticRig::start(&syn).map_err(|e| format!("synthetic camera: {e}"))?;
-        let enc_cfg = EncoderConfig {
-            width: cfg.size.w,
-            height: cfg.size.h,
-            fps: cfg.fps,
-            bitrate_bps: cfg.bitrate,
-            gop_frames: cfg.gop_frames(),
+        // Saved defaults; flags given on the command line win over them.
+        let base = SavedState::defaults(cfg.fps, cfg.bitrate);
+        let mut saved = match state_file::load(&cfg.state, base) {
+            Loaded::Missing => {
+                crate::info!("no saved state at {}: starting with defaults", cfg.state.display());
+                base
+            }
+            Loaded::State(s) => {
+                crate::info!("restored saved state from {}", cfg.state.display());
+                s
+            }
+            Loaded::Unusable(why) => {
+                crate::error!(
+                    "state file {} is unusable ({why}): starting with defaults; the file is left as it is until the next save",
+                    cfg.state.display()
+                );
+                base
+            }
         };
+        if cfg.is_explicit("--fps") {
+            saved.fps = cfg.fps;
+        }
+        if cfg.is_explicit("--bitrate") {
+            saved.eyes.iter_mut().for_each(|e| e.bitrate = cfg.bitrate);
+        }
+        let fps = saved.fps;
+
+        let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps, ..SyntheticConfig::default() };
+        let (rig, cams) = SyntheticRig::start(&syn).map_err(|e| format!("synthetic camera: {e}"))?;
         let mut eyes = Vec::new();
         for (i, cam) in cams.into_iter().enumerate() {
+            let enc_cfg = EncoderConfig {
+                width: cfg.size.w,
+                height: cfg.size.h,
+                fps,
+                bitrate_bps: saved.eyes[i].bitrate,
+                gop_frames: gop_frames(cfg.gop_seconds, fps),
+            };
             let encoder = SoftwareEncoder::start(i as u8, enc_cfg).map_err(|e| format!("encoder: {e}"))?;
-            let view = full_view(cam.info().sensor, cam.info().output);
+            let info = cam.info();
+            let geometry = Geometry::new(info.sensor, info.output, cfg.max_zoom, info.min_crop);
             crate::info!(
                 "eye {i}: camera {} sensor {}x{} → {} @ {} fps, encoder {}",
                 cam.info().id,
@@ -122,7 +159,16 @@ impl Daemon {
                 cam.info().fps,
                 crate::encoder::Encoder::name(&encoder)
             );
-            eyes.push(Eye::new(i as u8, Box::new(cam), Box::new(encoder), eye::SYNTHETIC_REQUEST_DEPTH, view));
+            let (cam, encoder) = (Box::new(cam), Box::new(encoder));
+            eyes.push(Eye::new(
+                i as u8,
+                cam,
+                encoder,
+                enc_cfg,
+                eye::SYNTHETIC_REQUEST_DEPTH,
+                geometry,
+                Pose::default(),
+            ));
         }
         let www = match &cfg.www {
             Some(d) => Source::Dir(d.clone()),
@@ -132,7 +178,7 @@ impl Daemon {
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
         }
-        Ok(Daemon {
+        let mut d = Daemon {
             control_path: cfg.control.clone(),
             cfg,
             signals,
@@ -149,7 +195,16 @@ impl Daemon {
             stopping_deadline: None,
             accept_paused_until: 0,
             packets: Vec::new(),
-        })
+            fps,
+            paused: false,
+            pending_events: Vec::new(),
+        };
+        commands::apply_saved(&mut d, &saved);
+        d.pending_events.clear();
+        for e in &mut d.eyes {
+            e.refill();
+        }
+        Ok(d)
     }
 
     pub fn run(mut self) -> Result<(), String> {
@@ -181,6 +236,7 @@ impl Daemon {
             }
             for &(token, r) in &ready {
                 self.dispatch(token, r);
+                self.broadcast_events();
             }
         }
         crate::info!("stopped");
@@ -364,6 +420,7 @@ impl Daemon {
             Role::Video { eye, sub, .. } => {
                 let e = &mut self.eyes[*eye as usize];
                 e.viewers.retain(|&v| v != id);
+                self.pending_events.push(format!("event viewer eye={eye} left viewers={}", e.viewers.len()));
                 crate::info!(
                     "viewer {id} ({}) left eye {eye}: {why}; {} frames queued, {} dropped; {} viewer(s) left",
                     c.peer,
@@ -415,7 +472,7 @@ impl Daemon {
                     c.inbuf.clear();
                     while let Some(line) = lines.next_line() {
                         let reply = match line {
-                            Line::Text(t) => self.execute_line(&t, now),
+                            Line::Text(t) => self.execute_line(&t, &mut c.watching, now),
                             Line::TooLong => {
                                 format!("err too-long line longer than {MAX_LINE} bytes")
                             }
@@ -444,7 +501,7 @@ impl Daemon {
                 Ok(None) => return,
                 Ok(Some(Event::Text(t))) if is_control => {
                     for line in t.lines().filter(|l| !l.trim().is_empty()) {
-                        let reply = self.execute_line(line, now);
+                        let reply = self.execute_line(line, &mut c.watching, now);
                         let msg = c.ws_mut().unwrap().message(Opcode::Text, reply.as_bytes());
                         c.outbox.push_bytes(msg);
                     }
@@ -466,14 +523,52 @@ impl Daemon {
         }
     }
 
-    fn execute_line(&mut self, line: &str, now: u64) -> String {
+    fn execute_line(&mut self, line: &str, watching: &mut bool, now: u64) -> String {
         match command::parse(line) {
+            Ok(Command::Watch) => {
+                *watching = true;
+                format!("ok watching {}", commands::state_json(self))
+            }
             Ok(cmd) => match commands::execute(self, cmd, now) {
                 Ok(reply) => reply,
                 Err(e) => command::format_err(&e),
             },
             Err(e) => command::format_err(&e),
         }
+    }
+}
+
+impl Daemon {
+    /// Send pending event lines (and the eyes' crop events) to every `watch` connection.
+    fn broadcast_events(&mut self) {
+        for e in &mut self.eyes {
+            self.pending_events.append(&mut e.events);
+        }
+        if self.pending_events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        let now = monotonic_us();
+        let watchers: Vec<u64> =
+            self.clients.iter().filter(|(_, c)| c.watching && !c.closing).map(|(&id, _)| id).collect();
+        for id in watchers {
+            let c = self.clients.get_mut(&id).expect("listed");
+            if c.outbox.pending_bytes() > MAX_WATCH_BACKLOG {
+                c.close_after_flush(now, CLOSE_GRACE_US);
+                crate::warn!("client {id} ({}): not reading its watch events; closing", c.peer);
+                continue;
+            }
+            for ev in &events {
+                let msg = match &c.role {
+                    Role::ControlWs { ws } => ws.message(Opcode::Text, ev.as_bytes()),
+                    _ => format!("{ev}\n").into_bytes(),
+                };
+                c.outbox.push_bytes(msg);
+            }
+            self.flush_client(id, now);
+        }
+        self.pending_events = events;
+        self.pending_events.clear();
     }
 }
 

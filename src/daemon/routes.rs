@@ -88,6 +88,7 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
                 e.viewers.push(id);
                 e.keyframes.request();
                 crate::info!("viewer {id} ({}) joined eye {eye}; {} viewer(s)", c.peer, e.viewers.len());
+                d.pending_events.push(format!("event viewer eye={eye} joined viewers={}", e.viewers.len()));
             }
             Some(_) => return refuse(c, 404, "no such eye", &[], now),
             None => {

@@ -63,8 +63,8 @@ pub trait Encoder {
     /// Frames queued and not yet drained.
     fn in_flight(&self) -> usize;
 
-    /// Change the target bitrate from the next frame on.
-    fn set_bitrate(&mut self, bps: u32);
+    /// New rate settings (bitrate, fps, GOP) from the next frame on, which is then an IDR.
+    fn configure(&mut self, cfg: EncoderConfig);
 
     fn name(&self) -> &'static str;
 }

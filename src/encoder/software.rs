@@ -30,7 +30,7 @@ pub const HEADROOM: usize = 42;
 
 enum Msg {
     Frame(EncodeJob),
-    Bitrate(u32),
+    Configure(EncoderConfig),
 }
 
 struct Shared {
@@ -110,13 +110,12 @@ pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
         .map_err(|e| format!("openh264 init: {e}"))
 }
 
-fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, mut cfg: EncoderConfig) {
+fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig) {
     let mut enc = new_h264_encoder(&cfg);
     while let Ok(msg) = rx.recv() {
         match msg {
-            Msg::Bitrate(bps) => {
-                // OpenH264 is rebuilt with the new target; its first frame is an IDR.
-                cfg.bitrate_bps = bps;
+            Msg::Configure(cfg) => {
+                // OpenH264 is rebuilt with the new settings; its first frame is an IDR.
                 enc = new_h264_encoder(&cfg);
             }
             Msg::Frame(job) => {
@@ -179,9 +178,9 @@ impl Encoder for SoftwareEncoder {
         self.in_flight
     }
 
-    fn set_bitrate(&mut self, bps: u32) {
+    fn configure(&mut self, cfg: EncoderConfig) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Bitrate(bps));
+            let _ = tx.send(Msg::Configure(cfg));
         }
     }
 

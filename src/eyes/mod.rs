@@ -1,3 +1,4 @@
 //! Where each eye looks: which crop each frame of each eye gets.
 
-pub mod schedule;
+pub mod geometry;
+pub mod timeline;

@@ -19,7 +19,7 @@ export function binary() {
 export function startDaemon(args = []) {
   const dir = mkdtempSync(join(tmpdir(), 'pieyes-browser-'));
   const control = join(dir, 'ctl.sock');
-  const proc = spawn(binary(), ['--listen', '127.0.0.1:0', '--camera', 'synthetic', '--control', control, ...args], {
+  const proc = spawn(binary(), ['--listen', '127.0.0.1:0', '--camera', 'synthetic', '--control', control, '--state', join(dir, 'state.conf'), ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

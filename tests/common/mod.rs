@@ -43,10 +43,18 @@ impl Daemon {
     /// Start `pieyes` with the given extra flags; waits until it listens.
     pub fn start(args: &[&str]) -> Daemon {
         let dir = TempDir::new("daemon");
+        let state = dir.0.join("state.conf");
+        Self::start_with_state(args, dir, &state)
+    }
+
+    /// Start with a given state file (which may outlive this daemon, for restart tests).
+    pub fn start_with_state(args: &[&str], dir: TempDir, state: &Path) -> Daemon {
         let control = dir.0.join("ctl.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
             .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
             .arg(&control)
+            .arg("--state")
+            .arg(state)
             .args(args)
             .env("PIEYES_LOG", "debug")
             .stderr(Stdio::piped())
@@ -246,6 +254,81 @@ pub fn decode_i420(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
     let frame = (w * h * 3 / 2) as usize;
     assert_eq!(out.stdout.len() % frame, 0);
     out.stdout.chunks(frame).map(|c| c.to_vec()).collect()
+}
+
+/// Collects one eye's access units on a thread until stopped.
+pub struct Recorder {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<Unit>>,
+}
+
+impl Recorder {
+    /// Subscribe and wait until the first unit arrived (so later commands are seen).
+    pub fn start(addr: SocketAddr, eye: u8) -> Recorder {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut ws = pieyes::client::WsClient::connect(addr, &format!("/cam{eye}"), "").expect("connect");
+            let mut units = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                match ws.next_unit().expect("read") {
+                    Some((header, annexb)) => {
+                        units.push(Unit { header, annexb });
+                        if units.len() == 1 {
+                            let _ = tx.send(());
+                        }
+                    }
+                    None => break,
+                }
+            }
+            units
+        });
+        rx.recv_timeout(Duration::from_secs(20)).expect("first frame");
+        Recorder { stop, handle }
+    }
+
+    pub fn stop(self) -> Vec<Unit> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Decode units with ffmpeg and read each picture's stamp, checking the stamp agrees with
+/// the wire header (a repeated stamp means the encoder dropped the stamp's macroblocks).
+pub fn decode_stamped(units: &[Unit], w: u32, h: u32) -> Vec<(pieyes::camera::stamp::Stamp, Vec<u8>)> {
+    let dir = TempDir::new("decode");
+    let path = dir.0.join("s.h264");
+    write_h264(&path, units);
+    let frames = decode_i420(&path, w, h);
+    assert_eq!(frames.len(), units.len());
+    frames
+        .into_iter()
+        .zip(units)
+        .map(|(f, u)| {
+            let s = pieyes::camera::stamp::Stamp::read(&f, w, w as usize).expect("stamp readable");
+            assert_eq!((s.sequence, s.crop), (u.header.sequence, u.header.crop), "stamp agrees with header");
+            (s, f)
+        })
+        .collect()
+}
+
+/// PSNR of a decoded frame against the synthetic scene rendered through `crop`.
+pub fn scene_psnr(
+    scene: &pieyes::camera::scene::Scene,
+    eye: u8,
+    t_us: u64,
+    crop: pieyes::camera::Rect,
+    flip: pieyes::camera::Flip,
+    frame: &[u8],
+    out: pieyes::camera::Size,
+) -> f64 {
+    let layout = pieyes::camera::I420Layout::new(out);
+    let mut expect = vec![0u8; layout.frame_len()];
+    scene.render(eye, t_us, crop, layout, &mut expect, &mut Vec::new());
+    pieyes::camera::flip_i420(layout, &mut expect, flip);
+    let band = pieyes::camera::stamp::band_height(out.w) as usize;
+    psnr(&frame[..layout.y_len()], &expect[..layout.y_len()], out.w as usize, band)
 }
 
 /// Mean squared error → PSNR (dB) between two luma planes, skipping the first `skip_rows`.
