@@ -68,6 +68,16 @@ impl WsClient {
                         Opcode::Close => {
                             Msg::Close((f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]])))
                         }
+                        Opcode::Ping => {
+                            // Keepalive: the server closes connections that never answer.
+                            self.stream.write_all(&frame::encode_masked(
+                                true,
+                                Opcode::Pong,
+                                &f.payload,
+                                [1, 2, 3, 4],
+                            ))?;
+                            continue;
+                        }
                         _ => continue,
                     }));
                 }

@@ -29,6 +29,12 @@ pub struct Config {
     /// Saved calibration and default view.
     pub state: PathBuf,
     pub max_zoom: f64,
+    /// Browsers need this (`auth <token>` on `/control`) to steer; None: anyone who can
+    /// reach the port may steer.
+    pub token: Option<String>,
+    /// Group owning the control socket (mode 0660).
+    pub control_group: Option<String>,
+    pub timeouts: crate::limits::Timeouts,
     /// Flags given on the command line (they win over the state file).
     pub explicit: Vec<&'static str>,
 }
@@ -54,6 +60,9 @@ impl Default for Config {
             www: None,
             state: crate::control::state_file::default_path(),
             max_zoom: crate::eyes::geometry::DEFAULT_MAX_ZOOM,
+            token: None,
+            control_group: None,
+            timeouts: crate::limits::Timeouts::default(),
             explicit: Vec::new(),
         }
     }
@@ -94,6 +103,12 @@ options:
   --state PATH          saved calibration and default view (default $STATE_DIRECTORY/state.conf,
                         else $XDG_STATE_HOME/pieyes/state.conf, else ~/.local/state/pieyes/state.conf)
   --max-zoom Z          largest zoom, 1..64 (default 8)
+  --token TOKEN         browsers must send `auth TOKEN` on /control to steer (view-only otherwise)
+  --token-file PATH     the same, the token read from a file (first line)
+  --control-group NAME  group of the control socket (mode 0660; default: the daemon's group)
+  --header-timeout S    a request head must arrive within S seconds, else 408 (default 10)
+  --idle-timeout S      idle keep-alive HTTP connections close after S seconds (default 60)
+  --ping-interval S     quiet WebSockets are pinged after S seconds and closed S later (default 15)
   --www DIR             serve the viewer from DIR instead of the built-in copy
 
 environment:
@@ -132,6 +147,13 @@ fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
         return Err(format!("{flag}: {v} is outside {lo}..{hi}"));
     }
     Ok(n)
+}
+
+fn check_token(t: &str) -> Result<String, String> {
+    if t.len() < 8 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be 8..256 printable characters without spaces".into());
+    }
+    Ok(t.to_string())
 }
 
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
@@ -183,6 +205,12 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--www",
             "--state",
             "--max-zoom",
+            "--token",
+            "--header-timeout",
+            "--idle-timeout",
+            "--ping-interval",
+            "--token-file",
+            "--control-group",
         ];
         if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
             cfg.explicit.push(f);
@@ -209,6 +237,15 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--www" => cfg.www = Some(PathBuf::from(value)),
             "--state" => cfg.state = PathBuf::from(value),
             "--max-zoom" => cfg.max_zoom = parse_num(flag, &value, 1.0, 64.0)?,
+            "--token" => cfg.token = Some(check_token(&value)?),
+            "--token-file" => {
+                let text = std::fs::read_to_string(&value).map_err(|e| format!("--token-file {value}: {e}"))?;
+                cfg.token = Some(check_token(text.lines().next().unwrap_or("").trim())?);
+            }
+            "--control-group" => cfg.control_group = Some(value),
+            "--header-timeout" => cfg.timeouts.header_us = (parse_num(flag, &value, 0.1, 3600.0)? * 1e6) as u64,
+            "--idle-timeout" => cfg.timeouts.idle_us = (parse_num(flag, &value, 0.1, 86400.0)? * 1e6) as u64,
+            "--ping-interval" => cfg.timeouts.ping_us = (parse_num(flag, &value, 0.1, 3600.0)? * 1e6) as u64,
             _ => return Err(format!("unknown option {flag:?}")),
         }
         i += 1;
@@ -248,6 +285,8 @@ mod tests {
 
     #[test]
     fn bad_flags_are_errors() {
+        assert!(parse_args(&args("--token short")).is_err());
+        assert!(parse_args(&args("--token-file /nonexistent/file")).is_err());
         for bad in [
             "--fps 0",
             "--fps",

@@ -19,6 +19,7 @@ pub mod eyes;
 pub mod histogram;
 pub mod http;
 pub mod json;
+pub mod limits;
 pub mod stream;
 pub mod sys;
 pub mod ws;

@@ -74,6 +74,15 @@ pub enum Command {
     /// Time sync for viewers: replies with the daemon's CLOCK_MONOTONIC in µs.
     Clock,
     Help,
+    /// Unlock steering on a `/control` connection when the daemon runs with `--token`.
+    Auth(String),
+}
+
+impl Command {
+    /// Whether the command changes what the eyes do (and so needs steering rights).
+    pub fn is_steering(&self) -> bool {
+        !matches!(self, Command::Status | Command::Clock | Command::Help | Command::Watch | Command::Auth(_))
+    }
 }
 
 /// `err <code> <message>`: `code` is a stable word a program can match on.
@@ -107,6 +116,7 @@ pub const VERBS: &[(&str, &str, bool, &str)] = &[
     ("status", "", false, "one line of JSON"),
     ("watch", "", false, "from now on also send an event line for every state change"),
     ("clock", "", false, "the daemon's monotonic clock in µs"),
+    ("auth", "<token>", false, "unlock steering on a browser connection when pieyes runs with --token"),
     ("help", "", false, "this list"),
 ];
 
@@ -254,6 +264,8 @@ pub fn parse(line: &str) -> Result<Command, CmdError> {
             })?,
         },
         "fps" => Command::Fps(parse_u32("fps", args[0], 1, 120)?),
+        "auth" if args[0].len() > 256 => return Err(CmdError::new("bad-token", "tokens are at most 256 bytes")),
+        "auth" => Command::Auth(args[0].to_string()),
         "bitrate" => {
             Command::Bitrate { target: parse_target(args[0])?, bps: parse_u32("bps", args[1], 50_000, 50_000_000)? }
         }
@@ -293,6 +305,7 @@ mod tests {
             ("save", Command::Save),
             ("watch", Command::Watch),
             ("fps 25", Command::Fps(25)),
+            ("auth s3cret", Command::Auth("s3cret".into())),
         ] {
             assert_eq!(parse(l), Ok(c));
         }
@@ -342,7 +355,19 @@ mod tests {
         assert_eq!(code("bitrate both 10"), "out-of-range");
         assert_eq!(code("flip 0 sideways"), "bad-flip");
         assert_eq!(code("offset 0 99999 0"), "out-of-range");
+        assert_eq!(code("auth"), "usage");
+        assert_eq!(code(&format!("auth {}", "x".repeat(300))), "bad-token");
         assert_eq!(code("\u{0}\u{1}binary"), "unknown-command");
+    }
+
+    #[test]
+    fn steering_commands_are_told_apart_from_looking_ones() {
+        for l in ["status", "clock", "help", "watch", "auth x"] {
+            assert!(!parse(l).unwrap().is_steering(), "{l}");
+        }
+        for l in ["look 0 0 0", "crop 0 0 0 64 64", "save", "pause", "fps 10", "keyframe", "flip 0 h", "offset 1 1 1"] {
+            assert!(parse(l).unwrap().is_steering(), "{l}");
+        }
     }
 
     #[test]

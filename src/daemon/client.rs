@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use crate::control::line::LineReader;
+use crate::limits::{MAX_COMMANDS_PER_S, MAX_WS_FRAMES_PER_S, RateLimit};
 use crate::stream::fanout::Subscriber;
 use crate::stream::outbox::{MAX_SLICES, Outbox};
 use crate::stream::wire::Packet;
@@ -49,6 +50,22 @@ pub struct Client {
     pub closing_deadline_us: u64,
     /// Sent `watch`: receives event lines.
     pub watching: bool,
+    /// The peer's address (TCP only), for the per-address connection limit.
+    pub addr: Option<std::net::IpAddr>,
+    /// When the current HTTP request began (connect, or the end of the previous response).
+    pub request_since_us: u64,
+    pub responses: u64,
+    /// Last time any byte arrived.
+    pub last_rx_us: u64,
+    /// A keepalive ping is out and unanswered since then.
+    pub ping_sent_us: Option<u64>,
+    /// WebSocket frames received so far (rate limited by `frame_budget`).
+    pub frames_seen: u64,
+    pub frame_budget: RateLimit,
+    pub command_budget: RateLimit,
+    /// May send steering commands (always on the Unix socket; with the token, or when no
+    /// token is set, on `/control`).
+    pub may_steer: bool,
 }
 
 pub enum ReadResult {
@@ -62,7 +79,7 @@ pub enum ReadResult {
 const READ_BUDGET: usize = 256 * 1024;
 
 impl Client {
-    pub fn new(stream: Stream, role: Role, peer: String) -> Client {
+    pub fn new(stream: Stream, role: Role, peer: String, addr: Option<std::net::IpAddr>, now_us: u64) -> Client {
         Client {
             stream,
             role,
@@ -72,6 +89,15 @@ impl Client {
             closing: false,
             closing_deadline_us: 0,
             watching: false,
+            addr,
+            request_since_us: now_us,
+            responses: 0,
+            last_rx_us: now_us,
+            ping_sent_us: None,
+            frames_seen: 0,
+            frame_budget: RateLimit::new(MAX_WS_FRAMES_PER_S, 2 * MAX_WS_FRAMES_PER_S, now_us),
+            command_budget: RateLimit::new(MAX_COMMANDS_PER_S, 2 * MAX_COMMANDS_PER_S, now_us),
+            may_steer: false,
         }
     }
 

@@ -64,7 +64,7 @@ pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, 
         Command::Status => return Ok(format!("ok {}", status_json(d, now))),
         Command::Help => return Ok(format!("ok {}", help_text())),
         Command::Clock => return Ok(format!("ok clock={}", monotonic_us())),
-        Command::Watch => unreachable!("handled per connection"),
+        Command::Watch | Command::Auth(_) => unreachable!("handled per connection"),
         Command::Keyframe => {
             for e in &mut d.eyes {
                 e.keyframes.request();

@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod connections;
 mod eye;
 mod routes;
 
@@ -20,35 +21,26 @@ use std::time::Duration;
 use crate::camera::Camera;
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
 use crate::config::{CameraChoice, Config, gop_frames};
-use crate::control::command::{self, Command, MAX_LINE};
-use crate::control::line::{Line, LineReader};
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::encoder::EncoderConfig;
 use crate::encoder::software::SoftwareEncoder;
 use crate::event_loop::{PollSet, Ready, Token};
 use crate::eyes::geometry::{Geometry, Pose};
 use crate::http::static_files::Source;
-use crate::stream::fanout::{Limits, Offer};
+use crate::stream::fanout::Limits;
 use crate::stream::wire::Packet;
 use crate::sys::clock::monotonic_us;
 use crate::sys::signals::ShutdownSignals;
 use crate::sys::timer::Timer;
-use crate::ws::connection::Event;
-use crate::ws::frame::{Opcode, close};
-use client::{Client, ReadResult, Role, Stream};
+use crate::ws::frame::close;
+use client::Client;
 use eye::Eye;
 
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// How long a closing connection may take to flush before it is dropped.
-const CLOSE_GRACE_US: u64 = 1_000_000;
 /// How long shutdown waits for viewers to receive their close frames.
 const SHUTDOWN_GRACE_US: u64 = 1_000_000;
 /// After EMFILE/ENFILE on accept, stop accepting for this long instead of spinning.
 const ACCEPT_BACKOFF_US: u64 = 200_000;
-/// Largest WebSocket message a client may send (commands are one short line).
-pub const MAX_WS_MESSAGE: usize = 64 * 1024;
-/// A `watch` connection that lets this much pile up unread is closed.
-const MAX_WATCH_BACKLOG: usize = 1 << 20;
 
 pub struct Daemon {
     cfg: Config,
@@ -73,11 +65,19 @@ pub struct Daemon {
     paused: bool,
     /// Event lines for `watch` connections, sent after the current event is handled.
     pending_events: Vec<String>,
+    /// Browsers need this to steer (see `--token`).
+    token: Option<String>,
+    /// Connections refused by the connection limits.
+    refused: u64,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
-fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
-    if path.exists() {
+fn bind_control(path: &PathBuf, group: Option<&str>) -> Result<UnixListener, String> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket; not touching it", path.display()));
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(format!(
                 "{} is in use by a running pieyes (or another program); not taking it over",
@@ -89,7 +89,15 @@ fn bind_control(path: &PathBuf) -> Result<UnixListener, String> {
     }
     let l = UnixListener::bind(path).map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
     // Owner and group may steer; nobody else.
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    if let Some(name) = group {
+        let g = nix::unistd::Group::from_name(name)
+            .map_err(|e| format!("--control-group {name}: {e}"))?
+            .ok_or_else(|| format!("--control-group {name}: no such group"))?;
+        nix::unistd::chown(path.as_path(), None, Some(g.gid))
+            .map_err(|e| format!("chgrp {name} {}: {e}", path.display()))?;
+    }
     l.set_nonblocking(true).map_err(|e| e.to_string())?;
     Ok(l)
 }
@@ -104,7 +112,7 @@ impl Daemon {
         let http = TcpListener::bind(cfg.listen).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         http.set_nonblocking(true).map_err(|e| e.to_string())?;
         let bound = http.local_addr().map_err(|e| e.to_string())?;
-        let control = bind_control(&cfg.control)?;
+        let control = bind_control(&cfg.control, cfg.control_group.as_deref())?;
 
         if cfg.camera == CameraChoice::Auto {
             crate::info!("camera auto: no real camera backend in this build, using the synthetic stereo camera");
@@ -198,7 +206,13 @@ impl Daemon {
             fps,
             paused: false,
             pending_events: Vec::new(),
+            token: None,
+            refused: 0,
         };
+        d.token = d.cfg.token.clone();
+        if d.token.is_some() {
+            crate::info!("steering from browsers needs the token; without it they are view-only");
+        }
         commands::apply_saved(&mut d, &saved);
         d.pending_events.clear();
         for e in &mut d.eyes {
@@ -292,283 +306,7 @@ impl Daemon {
         for e in &mut self.eyes {
             e.stats.tick(now);
         }
-        let mut gone = Vec::new();
-        for (&id, c) in &self.clients {
-            if c.closing && now >= c.closing_deadline_us {
-                gone.push((id, "did not finish closing"));
-            } else if let Role::Video { sub, .. } = &c.role {
-                if sub.is_stuck(&c.outbox, now) {
-                    gone.push((id, "stuck: no progress writing video"));
-                }
-            }
-        }
-        for (id, why) in gone {
-            self.drop_client(id, why);
-        }
-    }
-
-    fn new_client_id(&mut self) -> u64 {
-        let id = self.next_client;
-        self.next_client += 1;
-        id
-    }
-
-    fn accept_error(&mut self, what: &str, e: std::io::Error, now: u64) {
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-        ) {
-            if self.accept_paused_until < now {
-                crate::warn!("{what}: accept failed ({e}); pausing accepts for {} ms", ACCEPT_BACKOFF_US / 1000);
-            }
-            self.accept_paused_until = now + ACCEPT_BACKOFF_US;
-        } else if e.kind() != std::io::ErrorKind::WouldBlock {
-            crate::debug!("{what}: accept: {e}");
-        }
-    }
-
-    fn accept_http(&mut self, now: u64) {
-        loop {
-            match self.http.accept() {
-                Ok((s, addr)) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let _ = crate::sys::socket::set_nodelay(&s);
-                    let id = self.new_client_id();
-                    crate::debug!("client {id}: connected from {addr}");
-                    self.clients.insert(id, Client::new(Stream::Tcp(s), Role::Http, addr.to_string()));
-                }
-                Err(e) => return self.accept_error("http", e, now),
-            }
-        }
-    }
-
-    fn accept_control(&mut self, now: u64) {
-        loop {
-            match self.control.accept() {
-                Ok((s, _)) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let id = self.new_client_id();
-                    crate::debug!("client {id}: control socket connection");
-                    let role = Role::ControlUnix { lines: LineReader::new(MAX_LINE) };
-                    self.clients.insert(id, Client::new(Stream::Unix(s), role, "unix".into()));
-                }
-                Err(e) => return self.accept_error("control", e, now),
-            }
-        }
-    }
-
-    fn client_event(&mut self, id: u64, r: Ready, now: u64) {
-        let Some(mut c) = self.clients.remove(&id) else {
-            return;
-        };
-        if (r.readable || r.hangup) && !c.closing {
-            match c.read_available() {
-                ReadResult::Data => self.process_input(id, &mut c, now),
-                ReadResult::Gone(why) => {
-                    // Still answer what arrived before the EOF (a one-shot `ctl` command).
-                    self.process_input(id, &mut c, now);
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    if c.outbox.is_empty() {
-                        self.clients.insert(id, c);
-                        return self.drop_client(id, &why);
-                    }
-                }
-            }
-        } else if r.hangup && c.closing {
-            self.clients.insert(id, c);
-            return self.drop_client(id, "hung up");
-        }
-        self.clients.insert(id, c);
-        self.flush_client(id, now);
-    }
-
-    /// Write what the client has pending; drop it if the socket failed or it finished closing.
-    fn flush_client(&mut self, id: u64, now: u64) {
-        let Some(c) = self.clients.get_mut(&id) else {
-            return;
-        };
-        let eyes = &mut self.eyes;
-        let sent = |p: &Packet| {
-            if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
-                e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
-            }
-        };
-        match c.flush(sent) {
-            Ok(n) => {
-                if n > 0 {
-                    if let Role::Video { sub, .. } = &mut c.role {
-                        sub.progressed(now);
-                    }
-                }
-                if c.closing && c.outbox.is_empty() {
-                    self.drop_client(id, "closed");
-                }
-            }
-            Err(e) => self.drop_client(id, &format!("write failed: {e}")),
-        }
-    }
-
-    fn drop_client(&mut self, id: u64, why: &str) {
-        let Some(c) = self.clients.remove(&id) else {
-            return;
-        };
-        match &c.role {
-            Role::Video { eye, sub, .. } => {
-                let e = &mut self.eyes[*eye as usize];
-                e.viewers.retain(|&v| v != id);
-                self.pending_events.push(format!("event viewer eye={eye} left viewers={}", e.viewers.len()));
-                crate::info!(
-                    "viewer {id} ({}) left eye {eye}: {why}; {} frames queued, {} dropped; {} viewer(s) left",
-                    c.peer,
-                    sub.queued,
-                    sub.dropped,
-                    e.viewers.len()
-                );
-            }
-            Role::ControlWs { .. } => crate::info!("control client {id} ({}) left: {why}", c.peer),
-            _ => crate::debug!("client {id} ({}) closed: {why}", c.peer),
-        }
-    }
-
-    /// Hand one packet to every viewer of `eye`, then try to write it straight away.
-    fn fan_out(&mut self, eye: u8, p: &Arc<Packet>, now: u64) {
-        let e = &mut self.eyes[eye as usize];
-        for &id in &e.viewers {
-            let Some(c) = self.clients.get_mut(&id) else {
-                continue;
-            };
-            if c.closing {
-                continue;
-            }
-            if let Role::Video { sub, .. } = &mut c.role {
-                let before = sub.dropped;
-                if let Offer::Dropped { want_keyframe: true } = sub.offer(&mut c.outbox, p, now) {
-                    e.keyframes.request();
-                }
-                e.stats.viewer_drops += sub.dropped - before;
-            }
-        }
-        let ids = e.viewers.clone();
-        for id in ids {
-            self.flush_client(id, now);
-        }
-    }
-
-    fn process_input(&mut self, id: u64, c: &mut Client, now: u64) {
-        loop {
-            match &mut c.role {
-                Role::Http => {
-                    if !routes::handle_http(self, id, c, now) {
-                        return;
-                    }
-                    // The role changed (upgrade): handle what followed the handshake.
-                }
-                Role::ControlUnix { lines } => {
-                    lines.push(&c.inbuf);
-                    c.inbuf.clear();
-                    while let Some(line) = lines.next_line() {
-                        let reply = match line {
-                            Line::Text(t) => self.execute_line(&t, &mut c.watching, now),
-                            Line::TooLong => {
-                                format!("err too-long line longer than {MAX_LINE} bytes")
-                            }
-                            Line::NotUtf8 => "err encoding commands are UTF-8 text".to_string(),
-                        };
-                        c.outbox.push_bytes(format!("{reply}\n").into_bytes());
-                    }
-                    return;
-                }
-                Role::Video { .. } | Role::ControlWs { .. } => return self.process_ws(c, now),
-            }
-        }
-    }
-
-    fn process_ws(&mut self, c: &mut Client, now: u64) {
-        loop {
-            let is_control = matches!(c.role, Role::ControlWs { .. });
-            let ev = match &mut c.role {
-                Role::Video { ws, .. } | Role::ControlWs { ws } => ws.read(&mut c.inbuf),
-                _ => unreachable!("websocket role"),
-            };
-            while let Some(f) = c.ws_mut().unwrap().take_outgoing() {
-                c.outbox.push_bytes(f);
-            }
-            match ev {
-                Ok(None) => return,
-                Ok(Some(Event::Text(t))) if is_control => {
-                    for line in t.lines().filter(|l| !l.trim().is_empty()) {
-                        let reply = self.execute_line(line, &mut c.watching, now);
-                        let msg = c.ws_mut().unwrap().message(Opcode::Text, reply.as_bytes());
-                        c.outbox.push_bytes(msg);
-                    }
-                }
-                Ok(Some(Event::Closed { .. })) => {
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    return;
-                }
-                Ok(Some(_)) => {} // viewers have nothing to say; pongs need no answer
-                Err(e) => {
-                    crate::info!("client {}: websocket protocol error: {} (close {})", c.peer, e.reason, e.code);
-                    if let Some(f) = c.ws_mut().unwrap().close(e.code, e.reason) {
-                        c.outbox.push_bytes(f);
-                    }
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn execute_line(&mut self, line: &str, watching: &mut bool, now: u64) -> String {
-        match command::parse(line) {
-            Ok(Command::Watch) => {
-                *watching = true;
-                format!("ok watching {}", commands::state_json(self))
-            }
-            Ok(cmd) => match commands::execute(self, cmd, now) {
-                Ok(reply) => reply,
-                Err(e) => command::format_err(&e),
-            },
-            Err(e) => command::format_err(&e),
-        }
-    }
-}
-
-impl Daemon {
-    /// Send pending event lines (and the eyes' crop events) to every `watch` connection.
-    fn broadcast_events(&mut self) {
-        for e in &mut self.eyes {
-            self.pending_events.append(&mut e.events);
-        }
-        if self.pending_events.is_empty() {
-            return;
-        }
-        let events = std::mem::take(&mut self.pending_events);
-        let now = monotonic_us();
-        let watchers: Vec<u64> =
-            self.clients.iter().filter(|(_, c)| c.watching && !c.closing).map(|(&id, _)| id).collect();
-        for id in watchers {
-            let c = self.clients.get_mut(&id).expect("listed");
-            if c.outbox.pending_bytes() > MAX_WATCH_BACKLOG {
-                c.close_after_flush(now, CLOSE_GRACE_US);
-                crate::warn!("client {id} ({}): not reading its watch events; closing", c.peer);
-                continue;
-            }
-            for ev in &events {
-                let msg = match &c.role {
-                    Role::ControlWs { ws } => ws.message(Opcode::Text, ev.as_bytes()),
-                    _ => format!("{ev}\n").into_bytes(),
-                };
-                c.outbox.push_bytes(msg);
-            }
-            self.flush_client(id, now);
-        }
-        self.pending_events = events;
-        self.pending_events.clear();
+        self.check_timeouts(now);
     }
 }
 

@@ -2,10 +2,11 @@
 //! `/cam1` (video; the seed's `/cam0/`, `/cam1/` too) and `/control`.
 
 use super::client::{Client, Role};
-use super::{CLOSE_GRACE_US, Daemon, MAX_WS_MESSAGE, commands};
+use super::{Daemon, commands};
 use crate::http::request::{self, Request};
 use crate::http::response;
 use crate::json;
+use crate::limits::{CLOSE_GRACE_US, MAX_WS_MESSAGE};
 use crate::stream::fanout::Subscriber;
 use crate::ws::connection::Connection;
 use crate::ws::frame::{Opcode, Role as WsRole};
@@ -35,6 +36,8 @@ pub(super) fn handle_http(d: &mut Daemon, id: u64, c: &mut Client, now: u64) -> 
             }
             Ok(Some((req, n))) => {
                 c.inbuf.drain(..n);
+                c.responses += 1;
+                c.request_since_us = now;
                 match route(d, id, c, &req, now) {
                     After::Upgraded => return true,
                     After::Closing => return false,
@@ -77,6 +80,14 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
                 return refuse(c, refusal.status, refusal.reason, extra, now);
             }
         };
+        if req.path == "/control" {
+            if let Some(origin) = req.header("origin") {
+                if !same_origin(origin, req.header("host").unwrap_or("")) {
+                    crate::warn!("client {id} ({}): /control from foreign origin {origin:?} refused", c.peer);
+                    return refuse(c, 403, "cross-origin control connections are refused", &[], now);
+                }
+            }
+        }
         c.outbox.push_bytes(reply);
         let ws = Connection::new(WsRole::Server, MAX_WS_MESSAGE);
         match video_eye(&req.path) {
@@ -93,7 +104,12 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
             Some(_) => return refuse(c, 404, "no such eye", &[], now),
             None => {
                 c.role = Role::ControlWs { ws };
-                crate::info!("control client {id} ({}) connected", c.peer);
+                c.may_steer = d.token.is_none();
+                crate::info!(
+                    "control client {id} ({}) connected{}",
+                    c.peer,
+                    if c.may_steer { "" } else { " (view-only until it sends the token)" }
+                );
             }
         }
         return After::Upgraded;
@@ -132,6 +148,17 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
     }
 }
 
+/// Whether a browser's `Origin` names the host the page was served from (a page on another
+/// site must not drive the robot through the visitor's browser: cross-site WebSocket
+/// hijacking). Compares host and port; the scheme is http(s) either way.
+pub fn same_origin(origin: &str, host: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let origin_host = rest.split('/').next().unwrap_or("");
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
 /// The first message on a video WebSocket: what the stream is.
 fn hello_json(d: &Daemon, eye: u8) -> String {
     let e = &d.eyes[eye as usize];
@@ -148,4 +175,20 @@ fn hello_json(d: &Daemon, eye: u8) -> String {
         .raw("sensor", &json::array([s.x, s.y, s.w, s.h].map(|v| v.to_string())))
         .int("header_len", crate::stream::wire::HEADER_LEN as u64)
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn origin_must_name_the_serving_host() {
+        assert!(same_origin("http://127.0.0.1:8000", "127.0.0.1:8000"));
+        assert!(same_origin("https://Robot.local", "robot.local"));
+        assert!(!same_origin("http://evil.example", "127.0.0.1:8000"));
+        assert!(!same_origin("http://127.0.0.1:8001", "127.0.0.1:8000"));
+        assert!(!same_origin("null", "127.0.0.1:8000"));
+        assert!(!same_origin("http://127.0.0.1:8000", ""));
+        assert!(!same_origin("http://127.0.0.1:8000.evil.example", "127.0.0.1:8000"));
+    }
 }

@@ -26,6 +26,7 @@ pub struct Connection {
     close_received: bool,
     /// Frames the protocol itself wants sent (pongs, close replies), in order.
     outgoing: VecDeque<Vec<u8>>,
+    frames_received: u64,
 }
 
 fn valid_close_code(code: u16) -> bool {
@@ -41,6 +42,7 @@ impl Connection {
             close_sent: false,
             close_received: false,
             outgoing: VecDeque::new(),
+            frames_received: 0,
         }
     }
 
@@ -51,6 +53,16 @@ impl Connection {
     /// True once both sides have sent a close frame: the TCP connection may go.
     pub fn is_closed(&self) -> bool {
         self.close_sent && self.close_received
+    }
+
+    /// Frames decoded so far (for a per-client frame rate limit).
+    pub fn frames_received(&self) -> u64 {
+        self.frames_received
+    }
+
+    /// A ping to send (keepalive); the peer's pong comes back as `Event::Pong`.
+    pub fn ping(&self, payload: &[u8]) -> Vec<u8> {
+        self.frame(Opcode::Ping, payload)
     }
 
     /// Next frame the protocol wants written (pong, close).
@@ -92,6 +104,7 @@ impl Connection {
             let f = match decode(&input[used..], self.role, self.max_message) {
                 Ok(Some((f, n))) => {
                     used += n;
+                    self.frames_received += 1;
                     f
                 }
                 Ok(None) => break Ok(None),

@@ -1,0 +1,271 @@
+//! Hostile input and stuck clients, from raw sockets: each limit answered with the right
+//! status or close code, while a normal viewer on the same daemon keeps receiving every frame
+//! and the control socket keeps answering.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pieyes::ws::frame::{Opcode, encode_masked};
+
+const SMALL: &[&str] = &["--size", "320x240", "--sensor", "640x360"];
+
+fn args(extra: &[&'static str]) -> Vec<&'static str> {
+    SMALL.iter().chain(extra).copied().collect()
+}
+
+fn status_of(raw: &[u8]) -> u16 {
+    split_response(raw).0
+}
+
+/// Read a raw WebSocket connection until the server's close frame; its code.
+fn close_code(ws: &mut WsClient) -> Option<u16> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        match ws.0.recv() {
+            Ok(Some(Msg::Close(c))) => return c,
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Wait until the server closes `s` (EOF or reset); how long it took.
+fn wait_closed(mut s: TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)> {
+    let t0 = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while t0.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return Some((t0.elapsed(), got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some((t0.elapsed(), got)),
+        }
+    }
+    None
+}
+
+#[test]
+fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
+    let d = Daemon::start(&args(&["--header-timeout", "1", "--idle-timeout", "1", "--ping-interval", "1"]));
+    let viewer = Recorder::start(d.addr, 0);
+    let before = d.ctl("status");
+
+    // HTTP: head too large, too many headers, a body, garbage, traversal in every spelling.
+    let huge = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_of(&http_raw(d.addr, huge.as_bytes(), Duration::from_secs(5))), 431);
+    let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_eq!(status_of(&http_raw(d.addr, req.as_bytes(), Duration::from_secs(5))), 431);
+    let body = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    assert_eq!(status_of(&http_raw(d.addr, body, Duration::from_secs(5))), 413);
+    for (path, want) in [
+        ("/../Cargo.toml", 400),
+        ("/%2e%2e/Cargo.toml", 400),
+        ("/%2E%2e%2fsrc", 400),
+        ("/www/../Cargo.toml", 400),
+        ("/index.html%00.js", 400),
+        ("/..%5c..%5cetc%5cpasswd", 400),
+        ("//etc/passwd", 404),
+        ("/src/main.rs", 404),
+        ("/Cargo.toml", 404),
+    ] {
+        assert_eq!(http_get(d.addr, path).0, want, "{path}");
+    }
+    let abs = b"GET http://x/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(status_of(&http_raw(d.addr, abs, Duration::from_secs(5))), 400);
+
+    // Slowloris: a head trickling in, and a connection that says nothing, both get 408.
+    let mut slow = TcpStream::connect(d.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let silent = TcpStream::connect(d.addr).unwrap();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(150));
+            if slow.write_all(b"X-Slow: 1\r\n").is_err() {
+                break;
+            }
+        }
+        slow
+    });
+    let (t, got) = wait_closed(silent, Duration::from_secs(5)).expect("a silent connection is closed");
+    assert!(t < Duration::from_secs(3), "{t:?}");
+    assert_eq!(status_of(&got), 408);
+    let slow = trickle.join().unwrap();
+    let (_, got) = wait_closed(slow, Duration::from_secs(5)).expect("a trickling head is cut off");
+    assert_eq!(status_of(&got), 408);
+
+    // Keep-alive idle timeout.
+    let mut idle = TcpStream::connect(d.addr).unwrap();
+    idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (t, got) = wait_closed(idle, Duration::from_secs(5)).expect("an idle keep-alive connection is closed");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(t > Duration::from_millis(700) && t < Duration::from_secs(3), "{t:?}");
+
+    // WebSocket: a message over the limit (1009), a frame flood (1008), bad UTF-8 (1007),
+    // unmasked and reserved-bit frames (1002).
+    let mut ws = WsClient::connect(d.addr, "/control");
+    ws.send_raw(&encode_masked(true, Opcode::Text, &vec![b'a'; 100_000], [1, 2, 3, 4]));
+    assert_eq!(close_code(&mut ws), Some(1009));
+    let mut ws = WsClient::connect(d.addr, "/control");
+    let flood: Vec<u8> = (0..500).flat_map(|_| encode_masked(true, Opcode::Ping, b"x", [1, 2, 3, 4])).collect();
+    ws.send_raw(&flood);
+    assert_eq!(close_code(&mut ws), Some(1008));
+    let mut ws = WsClient::connect(d.addr, "/control");
+    ws.send_raw(&encode_masked(true, Opcode::Text, &[0xc3, 0x28], [1, 2, 3, 4]));
+    assert_eq!(close_code(&mut ws), Some(1007));
+    let mut ws = WsClient::connect(d.addr, "/cam1");
+    ws.send_raw(&[0x81, 0x02, b'h', b'i']);
+    assert_eq!(close_code(&mut ws), Some(1002));
+    let mut ws = WsClient::connect(d.addr, "/control");
+    ws.send_raw(&[0xc1, 0x80, 0, 0, 0, 0]);
+    assert_eq!(close_code(&mut ws), Some(1002));
+
+    // A WebSocket that never answers pings is dropped (raw socket: no automatic pongs).
+    let mut raw = TcpStream::connect(d.addr).unwrap();
+    raw.write_all(
+        format!("GET /control HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", d.addr).as_bytes(),
+    )
+    .unwrap();
+    let (t, got) = wait_closed(raw, Duration::from_secs(6)).expect("a deaf WebSocket is dropped");
+    assert!(got.windows(2).any(|w| w == [0x89, 0x06]), "it was pinged first");
+    assert!(t > Duration::from_millis(1500), "{t:?}");
+
+    // The control socket: a command flood is rate limited, the connection survives.
+    let mut s = UnixStream::connect(&d.control).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all("clock\n".repeat(300).as_bytes()).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let replies: Vec<String> = (0..300)
+        .map(|_| {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            l
+        })
+        .collect();
+    let limited = replies.iter().filter(|l| l.starts_with("err rate-limited")).count();
+    assert!(limited > 100 && limited < 250, "{limited} of 300 refused");
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(b"status\n").unwrap();
+    let mut l = String::new();
+    r.read_line(&mut l).unwrap();
+    assert!(l.starts_with("ok {"), "usable after the flood: {l}");
+
+    // Through all of it the viewer got every frame and the control socket answered.
+    let units = viewer.stop();
+    let after = d.ctl("status");
+    assert!(after.starts_with("ok {"));
+    let num = |s: &str, k: &str| -> u64 {
+        s.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    assert_eq!(num(&after, "drops"), 0, "no frame was skipped for the viewer");
+    let lost = num(&after, "encoder_drops") + num(&after, "camera_starved")
+        - num(&before, "encoder_drops")
+        - num(&before, "camera_starved");
+    let span = (units.last().unwrap().header.sequence - units[0].header.sequence + 1) as u64;
+    assert!(units.len() as u64 + lost >= span, "{} frames of {span} arrived, {lost} lost before encoding", units.len());
+    assert!(units.len() > 60, "the viewer kept streaming ({} frames)", units.len());
+}
+
+#[test]
+fn connection_limits_refuse_with_503() {
+    let d = Daemon::start(SMALL);
+    let held: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(d.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let raw = http_raw(d.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5));
+    assert_eq!(status_of(&raw), 503, "33rd connection from one address");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(http_get(d.addr, "/").0, 200, "served again once they are gone");
+    assert!(d.ctl("status").starts_with("ok"));
+}
+
+#[test]
+fn who_may_steer() {
+    let d = Daemon::start(&args(&["--token", "s3cret-token"]));
+    // Cross-site pages cannot open /control; the daemon's own page can.
+    let evil = http_raw(
+        d.addr,
+        format!("GET /control HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", d.addr).as_bytes(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(status_of(&evil), 403);
+    let mut ws = WsClient::connect_with(d.addr, "/control", &format!("Origin: http://{}\r\n", d.addr));
+    assert!(ws.command("status").starts_with("ok {"), "viewing is open");
+    assert!(ws.command("look both 0.5 0").starts_with("err forbidden"));
+    assert!(ws.command("save").starts_with("err forbidden"));
+    assert!(ws.command("auth wrong-token").starts_with("err forbidden"));
+    assert_eq!(ws.command("auth s3cret-token"), "ok steering");
+    assert!(ws.command("look both 0.5 0").starts_with("ok seq="));
+    // Another browser connection is still view-only; the Unix socket always steers.
+    let mut other = WsClient::connect(d.addr, "/control");
+    assert!(other.command("zoom 0 2").starts_with("err forbidden"));
+    assert!(d.ctl("zoom 0 2").starts_with("ok seq="));
+    // Video is for everyone.
+    assert!(!Recorder::start(d.addr, 1).stop().is_empty());
+    // The control socket is group-writable only.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&d.control).unwrap().permissions().mode() & 0o777, 0o660);
+}
+
+#[test]
+fn the_control_socket_is_not_stolen_and_a_stale_one_is_replaced() {
+    let d = Daemon::start(SMALL);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes"))
+        .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
+        .arg(&d.control)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(d.ctl("status").starts_with("ok"), "the first daemon is unharmed");
+    // A socket file nobody listens on (a crashed daemon's) is cleaned up.
+    let dir = TempDir::new("stale");
+    let stale = dir.0.join("ctl.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let mut d2 = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--camera",
+            "synthetic",
+            "--size",
+            "320x240",
+            "--sensor",
+            "640x360",
+            "--control",
+        ])
+        .arg(&stale)
+        .arg("--state")
+        .arg(dir.0.join("state.conf"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = BufReader::new(d2.stderr.take().unwrap()).lines();
+    while !log.contains("listening on") {
+        log.push_str(&lines.next().unwrap().unwrap());
+        log.push('\n');
+    }
+    assert!(log.contains("removed stale control socket"), "{log}");
+    let _ = d2.kill();
+    let _ = d2.wait();
+    // A regular file in the way is never deleted.
+    let file = dir.0.join("precious");
+    std::fs::write(&file, "data").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes"))
+        .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
