@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use pieyes::camera::scene::Scene;
 use pieyes::camera::stamp::Stamp;
-use pieyes::camera::{FrameBuffer, I420Layout, Rect, Size, full_view};
+use pieyes::camera::{FrameBuffer, FrameLayout, I420Layout, Rect, Size, full_view};
 use pieyes::client::WsClient;
 use pieyes::encoder::EncoderConfig;
+use pieyes::encoder::picture::Scratch;
 use pieyes::encoder::software::{encode_one, new_h264_encoder};
 use pieyes::histogram::Histogram;
 use pieyes::json::{self, Obj};
@@ -43,8 +44,13 @@ fn encoder_alone() -> (f64, f64, f64, u64) {
     let crop = full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT);
     let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
     let mut enc = new_h264_encoder(&cfg).expect("encoder");
-    let mut buf = FrameBuffer { index: 0, memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(), layout };
+    let mut buf = FrameBuffer {
+        index: 0,
+        memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(),
+        layout: FrameLayout::i420(OUT),
+    };
     let mut xmap = Vec::new();
+    let mut scratch = Scratch::default();
     let mut h = Histogram::new();
     let mut bytes = 0u64;
     let frames = 300u32;
@@ -53,7 +59,7 @@ fn encoder_alone() -> (f64, f64, f64, u64) {
         scene.render((i % 2) as u8, t, crop, layout, buf.pixels_mut(), &mut xmap);
         Stamp { eye: 0, sequence: i, capture_us: t, crop }.paint(layout, buf.pixels_mut());
         let c0 = thread_cpu_us();
-        let au = encode_one(&mut enc, &buf, false).expect("encode");
+        let au = encode_one(&mut enc, &buf, false, &mut scratch).expect("encode");
         h.record(thread_cpu_us() - c0);
         bytes += au.annexb().len() as u64;
     }

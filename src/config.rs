@@ -8,14 +8,31 @@ use crate::camera::Size;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CameraChoice {
+    /// Real cameras when found, else the synthetic stereo camera.
     Auto,
     Synthetic,
+    Libcamera,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderChoice {
+    /// A V4L2 memory-to-memory H.264 encoder when one exists (Pi 4), else software (Pi 5).
+    Auto,
+    Software,
+    V4l2,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
     pub camera: CameraChoice,
+    /// Which real cameras, by index or id (`--cameras 0,1`); empty: the first two.
+    pub cameras: Vec<String>,
+    /// One eye only (a single camera).
+    pub mono: bool,
+    pub encoder: EncoderChoice,
+    /// Injected faults (tests).
+    pub faults: Vec<crate::inject::Fault>,
     /// Output size of each eye.
     pub size: Size,
     /// Virtual sensor size of the synthetic camera.
@@ -51,6 +68,10 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8000".parse().unwrap(),
             camera: CameraChoice::Auto,
+            cameras: Vec::new(),
+            mono: false,
+            encoder: EncoderChoice::Auto,
+            faults: Vec::new(),
             size: Size { w: 960, h: 1080 },
             sensor: Size { w: 2304, h: 1296 },
             fps: 30,
@@ -93,7 +114,12 @@ usage:
 
 options:
   --listen ADDR:PORT    HTTP/WebSocket address (default 127.0.0.1:8000)
-  --camera KIND         auto | synthetic (default auto: real cameras if found, else synthetic)
+  --camera KIND         auto | synthetic | libcamera (default auto: libcamera cameras if found,
+                        else the synthetic stereo camera)
+  --cameras A,B         which libcamera cameras are eye 0 and eye 1, by index or id (default 0,1)
+  --mono                one eye only (one camera)
+  --encoder KIND        auto | software | v4l2 (default auto: a V4L2 H.264 encoder if the
+                        machine has one, as a Pi 4 does; else software, as on a Pi 5)
   --size WxH            output size of each eye (default 960x1080)
   --sensor WxH          synthetic sensor size (default 2304x1296)
   --fps N               frames per second, 1..120 (default 30)
@@ -109,6 +135,8 @@ options:
   --header-timeout S    a request head must arrive within S seconds, else 408 (default 10)
   --idle-timeout S      idle keep-alive HTTP connections close after S seconds (default 60)
   --ping-interval S     quiet WebSockets are pinged after S seconds and closed S later (default 15)
+  --inject FAULTS       test faults: KIND[=EYE]@START[+DURATION],… with KIND camera-stall,
+                        camera-error, encoder-error, encoder-hang or state-full (seconds)
   --www DIR             serve the viewer from DIR instead of the built-in copy
 
 environment:
@@ -118,7 +146,7 @@ environment:
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
-    Run(Config),
+    Run(Box<Config>),
     Ctl { control: PathBuf, words: Vec<String> },
     Help,
     Version,
@@ -184,6 +212,11 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         match flag {
             "-h" | "--help" => return Ok(Invocation::Help),
             "-V" | "--version" => return Ok(Invocation::Version),
+            "--mono" => {
+                cfg.mono = true;
+                i += 1;
+                continue;
+            }
             _ => {}
         }
         let value = match inline {
@@ -211,6 +244,9 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--ping-interval",
             "--token-file",
             "--control-group",
+            "--cameras",
+            "--encoder",
+            "--inject",
         ];
         if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
             cfg.explicit.push(f);
@@ -223,11 +259,27 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 cfg.camera = match value.as_str() {
                     "auto" => CameraChoice::Auto,
                     "synthetic" => CameraChoice::Synthetic,
+                    "libcamera" => CameraChoice::Libcamera,
                     _ => {
-                        return Err(format!("--camera: expected auto or synthetic, got {value:?}"));
+                        return Err(format!("--camera: expected auto, synthetic or libcamera, got {value:?}"));
                     }
                 }
             }
+            "--cameras" => {
+                cfg.cameras = value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                if cfg.cameras.is_empty() || cfg.cameras.len() > 2 {
+                    return Err(format!("--cameras: one or two camera indices or ids, got {value:?}"));
+                }
+            }
+            "--encoder" => {
+                cfg.encoder = match value.as_str() {
+                    "auto" => EncoderChoice::Auto,
+                    "software" => EncoderChoice::Software,
+                    "v4l2" => EncoderChoice::V4l2,
+                    _ => return Err(format!("--encoder: expected auto, software or v4l2, got {value:?}")),
+                }
+            }
+            "--inject" => cfg.faults.extend(crate::inject::Faults::parse(&value)?),
             "--size" => cfg.size = parse_size(flag, &value)?,
             "--sensor" => cfg.sensor = parse_size(flag, &value)?,
             "--fps" => cfg.fps = parse_num(flag, &value, 1, 120)?,
@@ -254,7 +306,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         // Allowed (the ISP upscales), but say so: it is usually a typo.
         crate::warn!("output {} is larger than the sensor {}: the picture will be upscaled", cfg.size, cfg.sensor);
     }
-    Ok(Invocation::Run(cfg))
+    Ok(Invocation::Run(Box::new(cfg)))
 }
 
 #[cfg(test)]
@@ -267,7 +319,7 @@ mod tests {
 
     #[test]
     fn defaults_and_flags() {
-        assert_eq!(parse_args(&[]), Ok(Invocation::Run(Config::default())));
+        assert_eq!(parse_args(&[]), Ok(Invocation::Run(Box::default())));
         let Ok(Invocation::Run(c)) =
             parse_args(&args("--listen 127.0.0.1:0 --size=320x240 --fps 15 --camera synthetic --gop 1.5"))
         else {

@@ -92,21 +92,90 @@ impl I420Layout {
     }
 }
 
+/// Pixel formats a camera may deliver (libcamera's names: YUV420, NV12, BGR888).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// Planar Y, U, V (4:2:0): what the Pi's ISP gives and what H.264 encoders take.
+    I420,
+    /// Y plane, then interleaved U/V (4:2:0).
+    Nv12,
+    /// Packed 24-bit B, G, R.
+    Bgr888,
+}
+
+/// Where the planes of one frame sit in its buffer: format, size, per-plane offset and stride
+/// (a real camera pads rows; unused planes have stride 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLayout {
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub offsets: [usize; 3],
+    pub strides: [usize; 3],
+}
+
+impl FrameLayout {
+    /// Contiguous I420 without padding (the synthetic camera's buffers).
+    pub fn i420(size: Size) -> FrameLayout {
+        let l = I420Layout::new(size);
+        let (w, cw) = (size.w as usize, l.chroma_width());
+        FrameLayout {
+            format: PixelFormat::I420,
+            width: size.w,
+            height: size.h,
+            offsets: [0, l.y_len(), l.y_len() + l.c_len()],
+            strides: [w, cw, cw],
+        }
+    }
+
+    /// Rows of plane `i`.
+    pub fn rows(&self, i: usize) -> usize {
+        match (self.format, i) {
+            (_, 0) => self.height as usize,
+            (PixelFormat::I420 | PixelFormat::Nv12, _) => self.height.div_ceil(2) as usize,
+            (PixelFormat::Bgr888, _) => 0,
+        }
+    }
+
+    /// Bytes the buffer must hold.
+    pub fn len(&self) -> usize {
+        (0..3)
+            .map(|i| if self.strides[i] == 0 { 0 } else { self.offsets[i] + self.strides[i] * self.rows(i) })
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The contiguous-I420 view, when that is what this is.
+    pub fn as_i420(&self) -> Option<I420Layout> {
+        (*self == FrameLayout::i420(Size { w: self.width, h: self.height }))
+            .then(|| I420Layout::new(Size { w: self.width, h: self.height }))
+    }
+
+    /// Plane `i` of a frame: `rows(i)` rows of `strides[i]` bytes.
+    pub fn plane<'a>(&self, frame: &'a [u8], i: usize) -> &'a [u8] {
+        &frame[self.offsets[i]..self.offsets[i] + self.strides[i] * self.rows(i)]
+    }
+}
+
 /// One frame buffer of a camera's pool. Whoever holds the value holds the pixels: it moves
 /// camera → loop → encoder → loop → camera and is never copied on the way.
 pub struct FrameBuffer {
     /// Index in the owning camera's pool (stable for the buffer's life).
     pub index: usize,
     pub memory: SharedMemory,
-    pub layout: I420Layout,
+    pub layout: FrameLayout,
 }
 
 impl FrameBuffer {
     pub fn pixels(&self) -> &[u8] {
-        &self.memory.as_slice()[..self.layout.frame_len()]
+        &self.memory.as_slice()[..self.layout.len()]
     }
     pub fn pixels_mut(&mut self) -> &mut [u8] {
-        let len = self.layout.frame_len();
+        let len = self.layout.len();
         &mut self.memory.as_mut_slice()[..len]
     }
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -245,7 +314,7 @@ pub trait Camera {
 
     /// Queue a request. Returns the sequence number the frame is expected to carry (exact for
     /// the synthetic camera; a prediction on real hardware, where the completion is the truth).
-    fn queue_request(&mut self, request: Request) -> Result<u32, (Request, CameraError)>;
+    fn queue_request(&mut self, request: Request) -> Result<u32, Box<(Request, CameraError)>>;
 
     /// The sequence a request queued now would be expected to carry.
     fn next_sequence(&self) -> u32;
@@ -324,6 +393,23 @@ mod tests {
         flip_i420(l, &mut f, Flip::HV);
         flip_i420(l, &mut f, Flip::H);
         assert_eq!(f, orig, "V then HV then H is the identity");
+    }
+
+    #[test]
+    fn frame_layouts() {
+        let l = FrameLayout::i420(Size { w: 4, h: 2 });
+        assert_eq!((l.len(), l.offsets, l.strides), (12, [0, 8, 10], [4, 2, 2]));
+        assert!(l.as_i420().is_some());
+        let padded = FrameLayout { strides: [8, 4, 4], offsets: [0, 16, 20], ..l };
+        assert_eq!(padded.len(), 24);
+        assert!(padded.as_i420().is_none());
+        let nv12 =
+            FrameLayout { format: PixelFormat::Nv12, width: 4, height: 2, offsets: [0, 8, 0], strides: [4, 4, 0] };
+        assert_eq!(nv12.len(), 12);
+        let buf: Vec<u8> = (0..12).collect();
+        assert_eq!(nv12.plane(&buf, 1), &[8, 9, 10, 11]);
+        let bgr = FrameLayout { format: PixelFormat::Bgr888, width: 2, height: 2, offsets: [0; 3], strides: [6, 0, 0] };
+        assert_eq!(bgr.len(), 12);
     }
 
     #[test]

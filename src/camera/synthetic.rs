@@ -15,9 +15,10 @@ use std::time::Duration;
 use super::scene::Scene;
 use super::stamp::Stamp;
 use super::{
-    Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameMeta, FrameStatus, I420Layout, Rect, Request,
+    Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameLayout, FrameMeta, FrameStatus, Rect, Request,
     Size, clamp_crop, flip_i420,
 };
+use crate::inject::{Kind, SharedFaults};
 use crate::sys::clock::monotonic_us;
 use crate::sys::notify::Doorbell;
 use crate::sys::shm::SharedMemory;
@@ -85,7 +86,7 @@ pub struct SyntheticEye {
 }
 
 impl SyntheticRig {
-    pub fn start(cfg: &SyntheticConfig) -> std::io::Result<(SyntheticRig, [SyntheticEye; 2])> {
+    pub fn start(cfg: &SyntheticConfig, faults: SharedFaults) -> std::io::Result<(SyntheticRig, [SyntheticEye; 2])> {
         if cfg.output.w % 2 != 0 || cfg.output.h % 2 != 0 || cfg.sensor.w % 2 != 0 || cfg.sensor.h % 2 != 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "sizes must be even"));
         }
@@ -99,13 +100,13 @@ impl SyntheticRig {
             doorbells: [Doorbell::new()?, Doorbell::new()?],
             stop: AtomicBool::new(false),
         });
-        let layout = I420Layout::new(cfg.output);
+        let layout = FrameLayout::i420(cfg.output);
         let make_eye = |eye: u8| -> std::io::Result<SyntheticEye> {
             let buffers = (0..cfg.buffers_per_eye)
                 .map(|index| {
                     Ok(FrameBuffer {
                         index,
-                        memory: SharedMemory::memfd(&format!("pieyes-eye{eye}-{index}"), layout.frame_len())?,
+                        memory: SharedMemory::memfd(&format!("pieyes-eye{eye}-{index}"), layout.len())?,
                         layout,
                     })
                 })
@@ -133,7 +134,7 @@ impl SyntheticRig {
         let sensor = Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h);
         let thread = std::thread::Builder::new()
             .name("synthetic-cam".into())
-            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period))?;
+            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period, faults))?;
         Ok((SyntheticRig { shared, thread: Some(thread) }, eyes))
     }
 }
@@ -147,7 +148,15 @@ impl Drop for SyntheticRig {
     }
 }
 
-fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect, first_us: u64, period: Duration) {
+fn capture_thread(
+    shared: Arc<Shared>,
+    timer: Timer,
+    scene: Scene,
+    sensor: Rect,
+    first_us: u64,
+    period: Duration,
+    faults: SharedFaults,
+) {
     let mut xmap = Vec::new();
     let mut period_us = period.as_micros() as u64;
     // Nominal time of the next tick: the capture timestamp is the tick's, not the wake-up's.
@@ -173,7 +182,11 @@ fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect,
                 crate::error!("synthetic camera: cannot change the frame rate: {e}");
             }
         }
+        let now = monotonic_us();
         for eye in 0..2u8 {
+            if faults.active(Kind::CameraStall, eye, now).is_some() {
+                continue; // injected: the sensor delivers nothing, the request waits
+            }
             let req = {
                 let mut st = shared.state.lock().unwrap();
                 let q = &mut st.eyes[eye as usize];
@@ -186,8 +199,15 @@ fn capture_thread(shared: Arc<Shared>, timer: Timer, scene: Scene, sensor: Rect,
                 }
             };
             let Request { mut buffer, controls } = req;
+            if faults.active(Kind::CameraError, eye, now).is_some() {
+                let meta = FrameMeta { eye, sequence: seq, capture_us, crop: controls.crop };
+                let status = FrameStatus::Failed("injected camera error".into());
+                shared.state.lock().unwrap().eyes[eye as usize].done.push_back(Completed { buffer, meta, status });
+                shared.doorbells[eye as usize].ring();
+                continue;
+            }
             let crop = clamp_crop(controls.crop, sensor, MIN_CROP);
-            let layout = buffer.layout;
+            let layout = buffer.layout.as_i420().expect("synthetic buffers are contiguous I420");
             scene.render(eye, capture_us, crop, layout, buffer.pixels_mut(), &mut xmap);
             if flips[eye as usize] != Flip::None {
                 flip_i420(layout, buffer.pixels_mut(), flips[eye as usize]);
@@ -217,10 +237,10 @@ impl Camera for SyntheticEye {
         std::mem::take(&mut self.buffers)
     }
 
-    fn queue_request(&mut self, request: Request) -> Result<u32, (Request, CameraError)> {
+    fn queue_request(&mut self, request: Request) -> Result<u32, Box<(Request, CameraError)>> {
         let mut st = self.shared.state.lock().unwrap();
         if !st.running {
-            return Err((request, CameraError::NotRunning));
+            return Err(Box::new((request, CameraError::NotRunning)));
         }
         let q = &mut st.eyes[self.eye as usize];
         q.pending.push_back(request);
@@ -276,7 +296,7 @@ mod tests {
             disparity: 8,
             buffers_per_eye: 2,
         };
-        let (_rig, mut eyes) = SyntheticRig::start(&cfg).unwrap();
+        let (_rig, mut eyes) = SyntheticRig::start(&cfg, Default::default()).unwrap();
         let crop = Rect::new(100, 40, 320, 240);
         let mut predicted = [0u32; 2];
         for (i, eye) in eyes.iter_mut().enumerate() {

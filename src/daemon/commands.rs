@@ -9,6 +9,7 @@ use crate::control::state_file::{self, SavedEye, SavedState};
 use crate::eyes::geometry::Pose;
 use crate::eyes::timeline::{Aim, Segment};
 use crate::histogram::Histogram;
+use crate::inject::Kind;
 use crate::json;
 use crate::sys::clock::monotonic_us;
 
@@ -146,7 +147,12 @@ pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, 
         }
         Command::Save => {
             let path = d.cfg.state.clone();
-            match state_file::save_atomic(&path, &state_file::format(&saved_state(d))) {
+            let result = if d.faults.active(Kind::StateFull, 0, now).is_some() {
+                Err(std::io::Error::from_raw_os_error(libc::ENOSPC)) // injected: the disk is full
+            } else {
+                state_file::save_atomic(&path, &state_file::format(&saved_state(d)))
+            };
+            match result {
                 Ok(()) => {
                     crate::info!("saved state to {}", path.display());
                     d.pending_events.push(format!("event saved path={}", path.display()));
@@ -258,6 +264,8 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("camera_starved", e.camera.starved_frames())
             .int("camera_failures", s.camera_failures)
             .int("encoder_errors", s.encoder_errors)
+            .str("camera_state", &e.camera_health.describe())
+            .str("encoder_state", &e.encoder_health.describe())
             .num("encode_ms", if s.encoded > 0 { s.encode_cpu_us as f64 / s.encoded as f64 / 1000.0 } else { 0.0 })
             .int("viewers", e.viewers.len() as u64)
             .raw("latency_ms", &latency_json(&s.capture_to_encoded, &s.capture_to_sent))

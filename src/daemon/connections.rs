@@ -9,6 +9,7 @@ use super::{ACCEPT_BACKOFF_US, Daemon, commands, routes};
 use crate::control::command::{self, Command, MAX_LINE};
 use crate::control::line::{Line, LineReader};
 use crate::event_loop::Ready;
+use crate::health::Change;
 use crate::http::response;
 use crate::limits::{
     CLOSE_GRACE_US, MAX_COMMANDS_PER_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_WATCH_BACKLOG,
@@ -356,6 +357,46 @@ impl Daemon {
                 Err(e) => command::format_err(&e),
             },
             Err(e) => command::format_err(&e),
+        }
+    }
+
+    /// Health changes of cameras and encoders: one log line each, a `watch` event, and a
+    /// status message to that eye's viewers (the other eye is not disturbed).
+    pub(super) fn report_health(&mut self, now: u64) {
+        for i in 0..self.eyes.len() {
+            let changes = std::mem::take(&mut self.eyes[i].health_changes);
+            if changes.is_empty() {
+                continue;
+            }
+            for (what, ch) in &changes {
+                match ch {
+                    Change::Stalled { silent_us } => {
+                        crate::error!("eye {i}: {what} stalled: nothing for {} ms", silent_us / 1000)
+                    }
+                    Change::Failing { reason } => crate::error!("eye {i}: {what} failing: {reason}"),
+                    Change::Recovered { after_us, lost } => {
+                        crate::info!("eye {i}: {what} recovered after {} ms ({lost} frames lost)", after_us / 1000)
+                    }
+                }
+            }
+            let e = &self.eyes[i];
+            let (cam, enc) = (e.camera_health.describe(), e.encoder_health.describe());
+            self.pending_events.push(format!("event health eye={i} camera={cam:?} encoder={enc:?}"));
+            let msg = crate::json::Obj::new()
+                .str("type", "status")
+                .int("eye", i as u64)
+                .str("camera", &cam)
+                .str("encoder", &enc)
+                .finish();
+            for id in e.viewers.clone() {
+                if let Some(c) = self.clients.get_mut(&id) {
+                    if let Some(ws) = c.ws_mut() {
+                        let frame = ws.message(Opcode::Text, msg.as_bytes());
+                        c.outbox.push_bytes(frame);
+                    }
+                }
+                self.flush_client(id, now);
+            }
         }
     }
 

@@ -7,9 +7,11 @@ use crate::camera::{Camera, Completed, Controls, Flip, FrameBuffer, FrameStatus,
 use crate::encoder::{EncodeJob, Encoded, Encoder, EncoderConfig, h264};
 use crate::eyes::geometry::{Geometry, Pose};
 use crate::eyes::timeline::{Aim, Timeline};
+use crate::health::{Change, Health};
 use crate::histogram::Histogram;
 use crate::stream::keyframe::KeyframeGate;
 use crate::stream::wire::Packet;
+use crate::sys::clock::monotonic_us;
 
 /// Requests kept queued in the camera. One is enough for a camera that completes a frame per
 /// tick and keeps eye movements within two frames of the command (a deeper queue would carry
@@ -18,6 +20,14 @@ pub const SYNTHETIC_REQUEST_DEPTH: usize = 1;
 /// Frames allowed inside the encoder at once; past that a frame is dropped at the source
 /// rather than queued, so a slow encoder costs frames, never latency.
 pub const MAX_ENCODER_BACKLOG: usize = 2;
+/// An encoder holding frames this long without answering is reported as stalled.
+pub const ENCODER_STALL_US: u64 = 2_000_000;
+
+/// A camera that has delivered nothing for five frame times (at least a second) is stalled.
+pub fn camera_stall_us(fps: u32) -> u64 {
+    (5_000_000 / fps.max(1) as u64).max(1_000_000)
+}
+
 /// Forced IDRs at most this often per eye.
 pub const MIN_FORCED_IDR_INTERVAL_US: u64 = 500_000;
 
@@ -90,8 +100,11 @@ pub struct Eye {
     /// Crop and sequence of the newest captured frame.
     pub last_crop: Rect,
     pub last_sequence: Option<u32>,
-    /// The current encoder error, logged when it starts and when it clears.
-    encoder_error: Option<String>,
+    /// Whether the camera and the encoder are delivering; changes go to `health_changes`.
+    pub camera_health: Health,
+    pub encoder_health: Health,
+    /// Health changes for the daemon to log, announce to `watch` and to this eye's viewers.
+    pub health_changes: Vec<(&'static str, Change)>,
     completed: Vec<Completed>,
     encoded: Vec<Encoded>,
 }
@@ -127,7 +140,9 @@ impl Eye {
             viewers: Vec::new(),
             last_crop: initial_crop,
             last_sequence: None,
-            encoder_error: None,
+            camera_health: Health::new(camera_stall_us(30), monotonic_us()),
+            encoder_health: Health::new(ENCODER_STALL_US, monotonic_us()),
+            health_changes: Vec::new(),
             completed: Vec::new(),
             encoded: Vec::new(),
         }
@@ -156,7 +171,8 @@ impl Eye {
             let seq = self.camera.next_sequence();
             let aim = self.timeline.at(seq);
             let crop = self.crop_of(aim);
-            if let Err((req, e)) = self.camera.queue_request(Request { buffer, controls: Controls { crop } }) {
+            if let Err(rejected) = self.camera.queue_request(Request { buffer, controls: Controls { crop } }) {
+                let (req, e) = *rejected;
                 crate::warn!("eye {}: cannot queue a request: {e}", self.index);
                 self.free.push(req.buffer);
                 return;
@@ -176,9 +192,14 @@ impl Eye {
         for c in done.drain(..) {
             if let FrameStatus::Failed(why) = &c.status {
                 self.stats.camera_failures += 1;
-                crate::debug!("eye {}: frame {} failed: {why}", self.index, c.meta.sequence);
+                if let Some(ch) = self.camera_health.failed(why, now_us) {
+                    self.health_changes.push(("camera", ch));
+                }
                 self.free.push(c.buffer);
                 continue;
+            }
+            if let Some(ch) = self.camera_health.ok(now_us) {
+                self.health_changes.push(("camera", ch));
             }
             self.stats.captured += 1;
             if c.meta.crop != self.last_crop || self.last_sequence.is_none() {
@@ -192,8 +213,11 @@ impl Eye {
                 continue;
             }
             let job = EncodeJob { buffer: c.buffer, meta: c.meta, force_idr: self.keyframes.take(now_us) };
-            if let Err((job, e)) = self.encoder.queue(job) {
-                self.note_encoder_error(Some(e));
+            if let Err(rejected) = self.encoder.queue(job) {
+                let (job, e) = *rejected;
+                if let Some(ch) = self.encoder_health.failed(&e, now_us) {
+                    self.health_changes.push(("encoder", ch));
+                }
                 self.free.push(job.buffer);
             }
         }
@@ -202,14 +226,18 @@ impl Eye {
     }
 
     /// The encoder's completion fd was readable: buffers go home, access units become packets.
-    pub fn on_encoder_ready(&mut self, packets: &mut Vec<Arc<Packet>>) {
+    pub fn on_encoder_ready(&mut self, packets: &mut Vec<Arc<Packet>>, now_us: u64) {
         let mut done = std::mem::take(&mut self.encoded);
         self.encoder.drain(&mut done);
         for e in done.drain(..) {
             self.free.push(e.buffer);
             match e.result {
                 Ok(au) => {
-                    self.note_encoder_error(None);
+                    if let Some(ch) = self.encoder_health.ok(now_us) {
+                        // Frames were lost inside the encoder: viewers need a fresh IDR.
+                        self.keyframes.request();
+                        self.health_changes.push(("encoder", ch));
+                    }
                     self.stats.encoded += 1;
                     self.stats.bytes += au.annexb().len() as u64;
                     self.stats.encode_cpu_us += e.cpu_us;
@@ -227,7 +255,9 @@ impl Eye {
                 }
                 Err(why) => {
                     self.stats.encoder_errors += 1;
-                    self.note_encoder_error(Some(why));
+                    if let Some(ch) = self.encoder_health.failed(&why, now_us) {
+                        self.health_changes.push(("encoder", ch));
+                    }
                 }
             }
         }
@@ -235,12 +265,15 @@ impl Eye {
         self.refill();
     }
 
-    fn note_encoder_error(&mut self, err: Option<String>) {
-        match (&self.encoder_error, &err) {
-            (None, Some(e)) => crate::error!("eye {}: encoder error: {e}", self.index),
-            (Some(_), None) => crate::info!("eye {}: encoder recovered", self.index),
-            _ => {}
+    /// Housekeeping: notice a camera that stopped delivering or an encoder that stopped
+    /// answering.
+    pub fn tick(&mut self, now_us: u64) {
+        self.camera_health.set_stall_after(camera_stall_us(self.camera.info().fps));
+        if let Some(ch) = self.camera_health.tick(!self.paused, now_us) {
+            self.health_changes.push(("camera", ch));
         }
-        self.encoder_error = err;
+        if let Some(ch) = self.encoder_health.tick(self.encoder.in_flight() > 0, now_us) {
+            self.health_changes.push(("encoder", ch));
+        }
     }
 }

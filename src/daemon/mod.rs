@@ -8,6 +8,7 @@ mod commands;
 mod connections;
 mod eye;
 mod routes;
+mod setup;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -18,15 +19,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::camera::Camera;
-use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
-use crate::config::{CameraChoice, Config, gop_frames};
+use crate::config::{Config, gop_frames};
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::encoder::EncoderConfig;
-use crate::encoder::software::SoftwareEncoder;
 use crate::event_loop::{PollSet, Ready, Token};
 use crate::eyes::geometry::{Geometry, Pose};
 use crate::http::static_files::Source;
+use crate::inject::{Faults, SharedFaults};
 use crate::stream::fanout::Limits;
 use crate::stream::wire::Packet;
 use crate::sys::clock::monotonic_us;
@@ -50,8 +49,9 @@ pub struct Daemon {
     control: UnixListener,
     control_path: PathBuf,
     eyes: Vec<Eye>,
-    /// Keeps the synthetic capture thread alive (dropped after the eyes).
-    _rig: Option<SyntheticRig>,
+    /// Keeps the cameras' shared parts (the synthetic capture thread) alive.
+    _keepalive: Option<Box<dyn std::any::Any>>,
+    faults: SharedFaults,
     clients: HashMap<u64, Client>,
     next_client: u64,
     www: Source,
@@ -114,9 +114,6 @@ impl Daemon {
         let bound = http.local_addr().map_err(|e| e.to_string())?;
         let control = bind_control(&cfg.control, cfg.control_group.as_deref())?;
 
-        if cfg.camera == CameraChoice::Auto {
-            crate::info!("camera auto: no real camera backend in this build, using the synthetic stereo camera");
-        }
         // Saved defaults; flags given on the command line win over them.
         let base = SavedState::defaults(cfg.fps, cfg.bitrate);
         let mut saved = match state_file::load(&cfg.state, base) {
@@ -144,39 +141,33 @@ impl Daemon {
         }
         let fps = saved.fps;
 
-        let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps, ..SyntheticConfig::default() };
-        let (rig, cams) = SyntheticRig::start(&syn).map_err(|e| format!("synthetic camera: {e}"))?;
+        let faults: SharedFaults = Arc::new(Faults { list: cfg.faults.clone(), origin_us: monotonic_us() });
+        if !faults.is_empty() {
+            crate::warn!("fault injection on: {:?}", faults.list);
+        }
+        let cams = setup::open_cameras(&cfg, fps, &faults)?;
         let mut eyes = Vec::new();
-        for (i, cam) in cams.into_iter().enumerate() {
+        for (i, cam) in cams.eyes.into_iter().enumerate() {
             let enc_cfg = EncoderConfig {
-                width: cfg.size.w,
-                height: cfg.size.h,
+                width: cam.info().output.w,
+                height: cam.info().output.h,
                 fps,
                 bitrate_bps: saved.eyes[i].bitrate,
                 gop_frames: gop_frames(cfg.gop_seconds, fps),
             };
-            let encoder = SoftwareEncoder::start(i as u8, enc_cfg).map_err(|e| format!("encoder: {e}"))?;
+            let encoder = setup::open_encoder(&cfg, i as u8, enc_cfg, &faults)?;
             let info = cam.info();
             let geometry = Geometry::new(info.sensor, info.output, cfg.max_zoom, info.min_crop);
             crate::info!(
                 "eye {i}: camera {} sensor {}x{} → {} @ {} fps, encoder {}",
-                cam.info().id,
-                cam.info().sensor.w,
-                cam.info().sensor.h,
-                cam.info().output,
-                cam.info().fps,
-                crate::encoder::Encoder::name(&encoder)
+                info.id,
+                info.sensor.w,
+                info.sensor.h,
+                info.output,
+                info.fps,
+                encoder.name()
             );
-            let (cam, encoder) = (Box::new(cam), Box::new(encoder));
-            eyes.push(Eye::new(
-                i as u8,
-                cam,
-                encoder,
-                enc_cfg,
-                eye::SYNTHETIC_REQUEST_DEPTH,
-                geometry,
-                Pose::default(),
-            ));
+            eyes.push(Eye::new(i as u8, cam, encoder, enc_cfg, cams.request_depth, geometry, Pose::default()));
         }
         let www = match &cfg.www {
             Some(d) => Source::Dir(d.clone()),
@@ -194,7 +185,8 @@ impl Daemon {
             http,
             control,
             eyes,
-            _rig: Some(rig),
+            _keepalive: cams.keepalive,
+            faults,
             clients: HashMap::new(),
             next_client: 1,
             www,
@@ -275,7 +267,7 @@ impl Daemon {
             Token::Camera(e) => self.eyes[e as usize].on_camera_ready(now),
             Token::Encoder(e) => {
                 let mut packets = std::mem::take(&mut self.packets);
-                self.eyes[e as usize].on_encoder_ready(&mut packets);
+                self.eyes[e as usize].on_encoder_ready(&mut packets, now);
                 for p in packets.drain(..) {
                     self.fan_out(e, &p, now);
                 }
@@ -305,7 +297,9 @@ impl Daemon {
     fn housekeep(&mut self, now: u64) {
         for e in &mut self.eyes {
             e.stats.tick(now);
+            e.tick(now);
         }
+        self.report_health(now);
         self.check_timeouts(now);
     }
 }

@@ -4,6 +4,7 @@
 //! frame it applies to, as V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME does.
 
 pub mod h264;
+pub mod picture;
 pub mod software;
 
 use std::os::fd::BorrowedFd;
@@ -55,7 +56,7 @@ pub trait Encoder {
     fn completion_fd(&self) -> BorrowedFd<'_>;
 
     /// Hand a frame to the encoder. On failure the job (and its buffer) comes back.
-    fn queue(&mut self, job: EncodeJob) -> Result<(), (EncodeJob, String)>;
+    fn queue(&mut self, job: EncodeJob) -> Result<(), Box<(EncodeJob, String)>>;
 
     /// Move finished frames into `out`.
     fn drain(&mut self, out: &mut Vec<Encoded>);

@@ -17,10 +17,11 @@ use openh264::encoder::{
     BitRate, Complexity, Encoder as H264Encoder, EncoderConfig as H264Config, FrameRate, IntraFramePeriod, Profile,
     RateControlMode, SpsPpsStrategy, UsageType,
 };
-use openh264::formats::YUVSource;
 
+use super::picture::{Scratch, picture};
 use super::{AccessUnit, EncodeJob, Encoded, Encoder, EncoderConfig, h264};
-use crate::camera::{FrameBuffer, I420Layout};
+use crate::camera::FrameBuffer;
+use crate::inject::{Kind, SharedFaults};
 use crate::sys::clock::{monotonic_us, thread_cpu_us};
 use crate::sys::notify::Doorbell;
 
@@ -45,31 +46,6 @@ pub struct SoftwareEncoder {
     in_flight: usize,
 }
 
-/// A camera buffer seen as an I420 picture, borrowed in place.
-struct I420View<'a> {
-    layout: I420Layout,
-    pixels: &'a [u8],
-}
-
-impl YUVSource for I420View<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.layout.width as usize, self.layout.height as usize)
-    }
-    fn strides(&self) -> (usize, usize, usize) {
-        let c = self.layout.chroma_width();
-        (self.layout.width as usize, c, c)
-    }
-    fn y(&self) -> &[u8] {
-        self.layout.planes(self.pixels).0
-    }
-    fn u(&self) -> &[u8] {
-        self.layout.planes(self.pixels).1
-    }
-    fn v(&self) -> &[u8] {
-        self.layout.planes(self.pixels).2
-    }
-}
-
 fn h264_config(cfg: &EncoderConfig) -> H264Config {
     H264Config::new()
         .usage_type(UsageType::CameraVideoRealTime)
@@ -89,12 +65,17 @@ fn h264_config(cfg: &EncoderConfig) -> H264Config {
 }
 
 /// Encode one picture into a fresh access unit with `HEADROOM` bytes in front.
-pub fn encode_one(enc: &mut H264Encoder, buffer: &FrameBuffer, force_idr: bool) -> Result<AccessUnit, String> {
+pub fn encode_one(
+    enc: &mut H264Encoder,
+    buffer: &FrameBuffer,
+    force_idr: bool,
+    scratch: &mut Scratch,
+) -> Result<AccessUnit, String> {
     if force_idr {
         enc.force_intra_frame();
     }
-    let view = I420View { layout: buffer.layout, pixels: buffer.pixels() };
-    let bs = enc.encode(&view).map_err(|e| format!("openh264: {e}"))?;
+    let pic = picture(&buffer.layout, buffer.pixels(), scratch);
+    let bs = enc.encode(&pic).map_err(|e| format!("openh264: {e}"))?;
     let mut data = Vec::with_capacity(HEADROOM + 64 * 1024);
     data.resize(HEADROOM, 0);
     bs.write_vec(&mut data);
@@ -110,8 +91,9 @@ pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
         .map_err(|e| format!("openh264 init: {e}"))
 }
 
-fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig) {
+fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig, eye: u8, faults: SharedFaults) {
     let mut enc = new_h264_encoder(&cfg);
+    let mut scratch = Scratch::default();
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Configure(cfg) => {
@@ -119,9 +101,15 @@ fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig) {
                 enc = new_h264_encoder(&cfg);
             }
             Msg::Frame(job) => {
+                if let Some(until) = faults.active(Kind::EncoderHang, eye, monotonic_us()) {
+                    std::thread::sleep(std::time::Duration::from_micros(until.saturating_sub(monotonic_us())));
+                }
                 let cpu0 = thread_cpu_us();
                 let result = match enc.as_mut() {
-                    Ok(e) => encode_one(e, &job.buffer, job.force_idr),
+                    _ if faults.active(Kind::EncoderError, eye, monotonic_us()).is_some() => {
+                        Err("injected encoder error".to_string())
+                    }
+                    Ok(e) => encode_one(e, &job.buffer, job.force_idr, &mut scratch),
                     Err(e) => Err(e.clone()),
                 };
                 let out = Encoded {
@@ -139,11 +127,13 @@ fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig) {
 }
 
 impl SoftwareEncoder {
-    pub fn start(eye: u8, cfg: EncoderConfig) -> std::io::Result<Self> {
+    pub fn start(eye: u8, cfg: EncoderConfig, faults: SharedFaults) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { done: Mutex::new(VecDeque::new()), doorbell: Doorbell::new()? });
         let (tx, rx) = channel();
         let s = shared.clone();
-        let thread = std::thread::Builder::new().name(format!("encoder-{eye}")).spawn(move || worker(rx, s, cfg))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("encoder-{eye}"))
+            .spawn(move || worker(rx, s, cfg, eye, faults))?;
         Ok(SoftwareEncoder { tx: Some(tx), shared, thread: Some(thread), in_flight: 0 })
     }
 }
@@ -153,16 +143,16 @@ impl Encoder for SoftwareEncoder {
         self.shared.doorbell.as_fd()
     }
 
-    fn queue(&mut self, job: EncodeJob) -> Result<(), (EncodeJob, String)> {
+    fn queue(&mut self, job: EncodeJob) -> Result<(), Box<(EncodeJob, String)>> {
         let Some(tx) = &self.tx else {
-            return Err((job, "encoder stopped".into()));
+            return Err(Box::new((job, "encoder stopped".into())));
         };
         match tx.send(Msg::Frame(job)) {
             Ok(()) => {
                 self.in_flight += 1;
                 Ok(())
             }
-            Err(std::sync::mpsc::SendError(Msg::Frame(job))) => Err((job, "encoder thread is gone".into())),
+            Err(std::sync::mpsc::SendError(Msg::Frame(job))) => Err(Box::new((job, "encoder thread is gone".into()))),
             Err(_) => unreachable!("sent a frame"),
         }
     }
