@@ -221,3 +221,103 @@ fn bad_flags_exit_2_with_a_message() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes")).arg("--help").output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pieyes ctl"));
 }
+
+#[test]
+fn metrics_parse_back_as_prometheus_text() {
+    let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
+    let units = Recorder::start(d.addr, 0);
+    std::thread::sleep(Duration::from_millis(800));
+    let _ = units.stop();
+    let (st, head, body) = http_get(d.addr, "/metrics");
+    assert_eq!(st, 200);
+    assert!(head.contains("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body).unwrap();
+    let samples = pieyes::metrics::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let get = |name: &str, eye: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l.iter().any(|(k, v)| k == "eye" && v == eye))
+            .unwrap_or_else(|| panic!("no {name}{{eye={eye}}}"))
+            .2
+    };
+    assert!(get("pieyes_frames_encoded_total", "0") > 10.0);
+    assert!(get("pieyes_frames_encoded_total", "1") > 10.0);
+    assert_eq!(get("pieyes_frames_dropped_total", "0"), 0.0);
+    let rss = samples.iter().find(|s| s.0 == "pieyes_resident_memory_bytes").unwrap().2;
+    assert!(rss > 1e6 && rss < 500e6, "{rss}");
+    for h in ["pieyes_capture_to_encoded_seconds", "pieyes_capture_to_sent_seconds", "pieyes_encoded_to_sent_seconds"] {
+        let buckets: Vec<f64> = samples
+            .iter()
+            .filter(|(n, l, _)| *n == format!("{h}_bucket") && l.iter().any(|(k, v)| k == "eye" && v == "0"))
+            .map(|s| s.2)
+            .collect();
+        assert!(buckets.len() > 10, "{h}");
+        assert!(buckets.windows(2).all(|w| w[1] >= w[0]), "{h} buckets are cumulative");
+        assert_eq!(*buckets.last().unwrap(), get(&format!("{h}_count"), "0"), "{h}: +Inf bucket == count");
+    }
+    assert!(get("pieyes_capture_to_sent_seconds_count", "0") > 10.0);
+}
+
+#[test]
+fn a_stalled_viewer_is_skipped_to_keyframes_then_dropped_while_another_gets_every_frame() {
+    use std::io::Read;
+    // A high bitrate fills a stalled viewer's socket quickly.
+    let d =
+        Daemon::start(&["--size", "480x540", "--sensor", "1152x648", "--bitrate", "20000000", "--viewer-timeout", "3"]);
+    let healthy = Recorder::start(d.addr, 0);
+    let sock = socket2_tcp_small_rcvbuf(d.addr);
+    let mut stalled = sock;
+    let req = format!(
+        "GET /cam0 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        d.addr
+    );
+    std::io::Write::write_all(&mut stalled, req.as_bytes()).unwrap();
+    let mut head = [0u8; 512];
+    let _ = stalled.read(&mut head).unwrap(); // the 101 and maybe the hello; then it stops reading
+    let t0 = std::time::Instant::now();
+    let mut dropped_seen = false;
+    while t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+        let log = d.log();
+        let st = d.ctl("status");
+        let eye0_drops: u64 = st.split("\"drops\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        dropped_seen |= eye0_drops > 0;
+        if log.contains("stuck: no progress writing video") {
+            break;
+        }
+    }
+    assert!(dropped_seen, "the stalled viewer was skipped (drops counted) before it was dropped");
+    assert!(d.log().contains("stuck: no progress writing video"), "{}", d.log());
+    let status = d.ctl("status");
+    let units = healthy.stop();
+    let after = d.ctl("status"); // drop counts that cover every frame the viewer could have had
+    let num_after = |k: &str| -> u64 {
+        after.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    // Only the healthy viewer is left on eye 0: nothing was skipped for it, and every frame
+    // the encoder made reached it.
+    let viewers = status.split("\"viewer_latency_ms\":[").nth(1).unwrap().split(']').next().unwrap();
+    assert_eq!(viewers.matches("\"peer\"").count(), 1, "{viewers}");
+    assert!(viewers.contains("\"dropped\":0,"), "{viewers}");
+    let span = (units.last().unwrap().header.sequence - units[0].header.sequence + 1) as u64;
+    assert!(
+        units.len() as u64 + num_after("encoder_drops") + num_after("camera_starved") >= span,
+        "the healthy viewer got every frame that was encoded: {} of {span}\n{}",
+        units.len(),
+        d.log().lines().filter(|l| l.contains("left eye") || l.contains("joined")).collect::<Vec<_>>().join("\n")
+    );
+    let rss_mb: f64 = after.split("\"rss_mb\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(rss_mb < 100.0, "memory stayed bounded: {rss_mb} MB");
+    drop(stalled);
+}
+
+/// A TCP connection with a tiny receive buffer, so a reader that stops blocks the sender soon.
+fn socket2_tcp_small_rcvbuf(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt};
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    let std::net::SocketAddr::V4(v4) = addr else { panic!("v4") };
+    use std::os::fd::AsRawFd;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).unwrap();
+    std::net::TcpStream::from(fd)
+}

@@ -325,7 +325,8 @@ pub trait Camera {
     /// Move all completed requests into `out` (call when the completion fd is readable).
     fn drain_completed(&mut self, out: &mut Vec<Completed>);
 
-    /// Frames the sensor produced with no request queued to receive them.
+    /// Frames the sensor produced that nobody received: no request was queued, or the
+    /// camera itself lost them.
     fn starved_frames(&self) -> u64;
 
     /// Mirror the picture from the next frame on (a real camera is reconfigured for this).

@@ -171,6 +171,8 @@ fn capture_thread(
             let mut st = shared.state.lock().unwrap();
             let seq = st.next_tick.wrapping_add(ticks as u32 - 1);
             st.next_tick = seq.wrapping_add(1);
+            // Ticks the thread slept through are frames the sensor lost: count them.
+            st.eyes.iter_mut().for_each(|e| e.starved += ticks - 1);
             (seq, st.new_fps.take(), [st.eyes[0].flip, st.eyes[1].flip])
         };
         let capture_us = next_us + (ticks - 1) * period_us;

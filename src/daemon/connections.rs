@@ -140,7 +140,7 @@ impl Daemon {
                 e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
             }
         };
-        match c.flush(sent) {
+        match c.flush(now, sent) {
             Ok(n) => {
                 if n > 0 {
                     if let Role::Video { sub, .. } = &mut c.role {

@@ -177,6 +177,7 @@ impl Daemon {
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
         }
+        let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let mut d = Daemon {
             control_path: cfg.control.clone(),
             cfg,
@@ -190,7 +191,7 @@ impl Daemon {
             clients: HashMap::new(),
             next_client: 1,
             www,
-            fanout_limits: Limits::default(),
+            fanout_limits,
             started_us: monotonic_us(),
             stopping_deadline: None,
             accept_paused_until: 0,
