@@ -34,6 +34,7 @@ pub struct SyntheticConfig {
     pub fps: u32,
     /// Horizontal disparity between the eyes, sensor pixels.
     pub disparity: u32,
+    /// Two: one being captured, one being encoded (see `daemon::eye::MAX_ENCODER_BACKLOG`).
     pub buffers_per_eye: usize,
 }
 
@@ -44,7 +45,7 @@ impl Default for SyntheticConfig {
             output: Size { w: 960, h: 1080 },
             fps: 30,
             disparity: 24,
-            buffers_per_eye: 4,
+            buffers_per_eye: 2,
         }
     }
 }

@@ -17,9 +17,10 @@ use crate::sys::clock::monotonic_us;
 /// tick and keeps eye movements within two frames of the command (a deeper queue would carry
 /// stale crops); real cameras that need more say so through `Eye::new`.
 pub const SYNTHETIC_REQUEST_DEPTH: usize = 1;
-/// Frames allowed inside the encoder at once; past that a frame is dropped at the source
-/// rather than queued, so a slow encoder costs frames, never latency.
-pub const MAX_ENCODER_BACKLOG: usize = 2;
+/// Frames allowed inside the encoder at once. One: a frame that finds the encoder busy is
+/// dropped at the source rather than queued behind another, so a slow encoder costs frames,
+/// never latency — and each eye needs only two frame buffers (one capturing, one encoding).
+pub const MAX_ENCODER_BACKLOG: usize = 1;
 /// An encoder holding frames this long without answering is reported as stalled.
 pub const ENCODER_STALL_US: u64 = 2_000_000;
 
