@@ -123,7 +123,11 @@ fn over_glides_through_intermediate_crops_and_ends_on_the_target() {
         assert!(w[1].1.x < w[0].1.x, "moves left on every frame of the glide: {glide:?}");
     }
     for (q, c) in &glide {
-        assert_eq!(*q >= until, *c == target, "frame {q}: only the glide's last frame and later are at the target: {glide:?}");
+        assert_eq!(
+            *q >= until,
+            *c == target,
+            "frame {q}: only the glide's last frame and later are at the target: {glide:?}"
+        );
     }
     assert!(glide.iter().filter(|(q, _)| *q > start && *q < until).count() >= 5, "intermediate crops: {glide:?}");
 }
