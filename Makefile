@@ -44,7 +44,7 @@ unit:
 
 browser:
 	$(CARGO) build --release
-	cd tests/browser && node viewer.test.mjs
+	cd tests/browser && node viewer.test.mjs && node controls.test.mjs
 
 ## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/
 bench: deps-test
