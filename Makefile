@@ -44,12 +44,13 @@ unit:
 
 browser:
 	$(CARGO) build --release
-	cd tests/browser && node viewer.test.mjs && node controls.test.mjs
+	cd tests/browser && node viewer.test.mjs && node controls.test.mjs && node steering.test.mjs
 
 ## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/
 bench: deps-test
 	$(CARGO) build --release --benches
 	$(CARGO) bench --bench daemon
+	cd tests/browser && node latency.bench.mjs
 
 clean:
 	$(CARGO) clean

@@ -11,8 +11,8 @@
 //! - one stalled viewer among 10 healthy: the healthy ones' p99 and drops before and after,
 //!   the stalled one skipped then disconnected, RSS bounded;
 //! - eye movement: `look` over the Unix socket → first frame with the new crop at a viewer.
-//! - browser (when `PIEYES_BENCH_BROWSER=1` and Chromium is installed, as `make bench` does):
-//!   run separately by tests/browser/latency.bench.mjs, merged into the JSON.
+//! - browser: headless Chromium, run next by `make bench` (tests/browser/latency.bench.mjs)
+//!   and merged into the same JSON.
 
 mod support;
 

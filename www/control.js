@@ -25,7 +25,34 @@ class Control {
     this.offsetUs = 0; // daemon clock − local clock
     this.rttUs = Infinity;
     this.connected = false;
+    this.tokenRequired = false;
+    this.maySteer = true;
+    this.onAuthChange = () => {};
     this.connect();
+  }
+
+  // The commanded state says whether a token is needed; send a kept one once per connection.
+  onState(state) {
+    const required = !!state.token_required;
+    if (required === this.tokenRequired && (this.authTried || !required)) return;
+    this.tokenRequired = required;
+    if (!required) this.maySteer = true;
+    else if (!this.authTried) {
+      this.maySteer = false;
+      this.authTried = true;
+      const kept = sessionStorage.getItem('pieyes-token');
+      if (kept) this.authenticate(kept);
+    }
+    this.onAuthChange();
+  }
+
+  authenticate(token) {
+    this.send(`auth ${token}`, (reply) => {
+      this.maySteer = reply.startsWith('ok');
+      if (this.maySteer) sessionStorage.setItem('pieyes-token', token);
+      else sessionStorage.removeItem('pieyes-token');
+      this.onAuthChange();
+    });
   }
 
   connect() {
@@ -33,6 +60,7 @@ class Control {
     this.ws = ws;
     ws.onopen = () => {
       this.connected = true;
+      this.authTried = false; // a new connection starts view-only when a token is required
       this.hooks.onConnection(true);
       this.send('watch', (reply) => {
         const m = /^ok watching (\{.*\})$/.exec(reply);

@@ -86,7 +86,7 @@ class Eye {
     this.ws = ws;
     ws.onopen = () => { this.backoff = 250; };
     ws.onmessage = (ev) => {
-      if (typeof ev.data === 'string') this.onHello(JSON.parse(ev.data));
+      if (typeof ev.data === 'string') this.onText(JSON.parse(ev.data));
       else this.onVideo(ev.data);
     };
     ws.onclose = () => {
@@ -98,8 +98,26 @@ class Eye {
     };
   }
 
+  onText(msg) {
+    if (msg.type === 'hello') this.onHello(msg);
+    else if (msg.type === 'status') this.onCameraStatus(msg);
+  }
+
+  // The daemon says this eye's camera or encoder is stalled or failing (or well again).
+  onCameraStatus(s) {
+    this.health = s;
+    let el = this.figure.querySelector('.camera-state');
+    if (!el) {
+      el = document.createElement('span');
+      el.className = 'camera-state';
+      this.figure.querySelector('figcaption').append(' ', el);
+    }
+    const bad = [s.camera !== 'ok' ? `camera ${s.camera}` : '', s.encoder !== 'ok' ? `encoder ${s.encoder}` : ''].filter(Boolean);
+    el.textContent = bad.length ? '⚠ ' + bad.join(', ') : '';
+    this.figure.classList.toggle('stale', bad.length > 0);
+  }
+
   onHello(h) {
-    if (h.type !== 'hello') return;
     if (this.canvas.width !== h.width || this.canvas.height !== h.height) {
       this.canvas.width = h.width;
       this.canvas.height = h.height;
@@ -221,6 +239,29 @@ function setConn(ok) {
   el.className = 'badge ' + (ok ? 'ok' : 'bad');
 }
 
+// Steering rights: with `--token`, this page is view-only until the token is sent (`auth`).
+// The token may come from the page's URL fragment (#token=…) or the form; it is kept for
+// this tab only (sessionStorage) and sent again after a reconnect.
+function setupAuth(control) {
+  const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fromHash) {
+    sessionStorage.setItem('pieyes-token', decodeURIComponent(fromHash[1]));
+    history.replaceState(null, '', location.pathname + location.search); // keep it out of the address bar
+  }
+  const show = () => {
+    const locked = control.tokenRequired && !control.maySteer;
+    document.getElementById('auth').hidden = !locked;
+    document.getElementById('viewonly-badge').hidden = !locked;
+  };
+  control.onAuthChange = show;
+  document.getElementById('auth-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = document.getElementById('auth-token').value.trim();
+    if (t) control.authenticate(t);
+  });
+  show();
+}
+
 function main() {
   if (!('VideoDecoder' in window) || !('EncodedVideoChunk' in window)) {
     document.getElementById('unsupported').hidden = false;
@@ -234,7 +275,10 @@ function main() {
       setConn(ok);
       if (controls) controls.onConnection(ok);
     },
-    onState: (state) => controls.setState(state),
+    onState: (state) => {
+      controls.setState(state);
+      control.onState(state);
+    },
     onEvent: (ev) => controls.onEvent(ev),
     onStatus: (status) => {
       for (const e of eyes) e.server = status.eyes && status.eyes[e.index];
@@ -251,8 +295,10 @@ function main() {
     control.pollStatus();
   }, 1000);
   setInterval(() => control.syncClock(), 30000);
+  const latency = new LatencyProbe(eyes, control);
+  setupAuth(control);
   window.pieyes = {
-    eyes, control, controls, layout, overlays,
+    eyes, control, controls, layout, overlays, latency,
     snapshot: () => eyes.map((e) => e.snapshot()),
     state: () => controls.state, // the last commanded state the daemon reported
     events: () => controls.events.slice(), // the last event lines received

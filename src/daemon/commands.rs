@@ -219,6 +219,7 @@ pub(super) fn state_json(d: &Daemon) -> String {
     let verge = d.eyes.first().map_or(0.0, |e| e.timeline.target_pose(&e.geometry, e.flip).verge);
     json::Obj::new()
         .bool("paused", d.paused)
+        .bool("token_required", d.token.is_some())
         .int("fps", d.fps as u64)
         .num("verge", verge)
         .raw("eyes", &json::array(eyes))

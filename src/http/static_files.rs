@@ -14,6 +14,7 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("layout.js", include_bytes!("../../www/layout.js")),
     ("overlays.js", include_bytes!("../../www/overlays.js")),
     ("stamp.js", include_bytes!("../../www/stamp.js")),
+    ("latency.js", include_bytes!("../../www/latency.js")),
     ("style.css", include_bytes!("../../www/style.css")),
 ];
 
