@@ -215,9 +215,9 @@ fn sigterm_closes_viewers_with_1001_and_removes_the_socket() {
 
 #[test]
 fn bad_flags_exit_2_with_a_message() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes")).args(["--fps", "0"]).output().unwrap();
+    let out = pieyes_command().args(["--fps", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fps"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes")).arg("--help").output().unwrap();
+    let out = pieyes_command().arg("--help").output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pieyes ctl"));
 }

@@ -64,6 +64,7 @@ pub struct Daemon {
     stopping_deadline: Option<u64>,
     accept_paused_until: u64,
     packets: Vec<Arc<Packet>>,
+    notifier: Option<crate::sys::sd_notify::Notifier>,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
@@ -149,11 +150,15 @@ impl Daemon {
             stopping_deadline: None,
             accept_paused_until: 0,
             packets: Vec::new(),
+            notifier: crate::sys::sd_notify::Notifier::from_env(),
         })
     }
 
     pub fn run(mut self) -> Result<(), String> {
         let mut ready = Vec::with_capacity(64);
+        if let Some(n) = &self.notifier {
+            n.ready(&format!("streaming on http://{}/", self.http.local_addr().map_err(|e| e.to_string())?));
+        }
         loop {
             let now = monotonic_us();
             if let Some(deadline) = self.stopping_deadline {
@@ -220,6 +225,9 @@ impl Daemon {
             return;
         }
         crate::info!("{sig}: shutting down, closing {} connection(s)", self.clients.len());
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         self.stopping_deadline = Some(now + SHUTDOWN_GRACE_US);
         let ids: Vec<u64> = self.clients.keys().copied().collect();
         for id in ids {
@@ -233,6 +241,9 @@ impl Daemon {
     }
 
     fn housekeep(&mut self, now: u64) {
+        if let Some(n) = &mut self.notifier {
+            n.keep_alive(now);
+        }
         for e in &mut self.eyes {
             e.stats.tick(now);
         }

@@ -39,16 +39,52 @@ impl Drop for TempDir {
     }
 }
 
+/// `pieyes` as a `Command`. When the tests are cross-compiled (`make aarch64`), the binary is
+/// for another architecture: `PIEYES_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`,
+/// the same words as cargo's target runner) is put in front of it. Unset or empty: run it directly.
+pub fn pieyes_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_pieyes");
+    let runner = std::env::var("PIEYES_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// How long to wait for the daemon to say it listens. Under an emulator (`PIEYES_TEST_RUNNER`)
+/// start-up is several times slower, so allow more there.
+fn start_timeout() -> Duration {
+    match std::env::var("PIEYES_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => Duration::from_secs(60),
+        _ => Duration::from_secs(20),
+    }
+}
+
 impl Daemon {
     /// Start `pieyes` with the given extra flags; waits until it listens.
     pub fn start(args: &[&str]) -> Daemon {
+        Self::start_with_env(args, &[])
+    }
+
+    /// `start` with extra environment variables. systemd's notify variables are never inherited
+    /// from the test's own environment: only those given here reach the daemon.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let dir = TempDir::new("daemon");
         let control = dir.0.join("ctl.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
+        let mut child = pieyes_command()
             .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
             .arg(&control)
             .args(args)
             .env("PIEYES_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -67,7 +103,7 @@ impl Daemon {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let addr = match rx.recv_timeout(start_timeout()) {
             Ok(a) => a.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();
