@@ -142,11 +142,19 @@ fn crop_over_the_control_socket_moves_the_visible_region() {
         }
     }
     let first_new = first_new.expect("some frame shows the new crop");
-    assert!(
-        first_new >= target_seq && first_new <= target_seq + 2,
-        "crop landed on {first_new}, reply said {target_seq}"
-    );
-    assert!(units.iter().filter(|u| u.header.sequence >= first_new).all(|u| u.header.crop == new));
+    // The crop lands exactly on the sequence the reply named: every frame before it shows the old
+    // crop, every frame from it on the new one. Frames the encoder dropped while busy are simply
+    // absent (under qemu in `make aarch64` several in a row can be), so the first frame seen with
+    // the new crop may come later than `target_seq`, but never a frame ≥ `target_seq` with the old.
+    let old = units[0].header.crop;
+    for u in &units {
+        let want = if u.header.sequence >= target_seq { new } else { old };
+        assert_eq!(
+            u.header.crop, want,
+            "seq {}: crop landed on {first_new}, reply said {target_seq}",
+            u.header.sequence
+        );
+    }
 }
 
 #[test]
