@@ -31,6 +31,11 @@ AARCH64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-g
 	PIEYES_TEST_RUNNER="$(AARCH64_RUNNER)"
 # cross-rs 0.2.5 is the current release; cross.toml pins its image (glibc 2.23) to match.
 CROSS_VERSION := 0.2.5
+# cross 0.2.5 misreads `rustup toolchain list` of rustup >= 1.28 (it expects "(default)", gets
+# "(active, default)"), decides the toolchain is missing and runs `rustup toolchain add` on it:
+# for `stable` that silently updates your stable toolchain. A pinned version (the host rustc's
+# by default) makes that step a no-op.
+CROSS_TOOLCHAIN ?= $(shell rustc --version 2>/dev/null | cut -d' ' -f2)
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -52,9 +57,9 @@ deps-test:
 run: deps-build
 	$(CARGO) run --release -- $(RUN_ARGS)
 
-## make test: install what the tests need, then lint, unit + integration tests, browser tests,
-## and the same tests again on the aarch64 build under qemu (`make aarch64`)
-test: deps-test lint unit browser aarch64
+## make test: install what the tests need, then lint, unit + integration tests, the same tests
+## again on the aarch64 build under qemu (`make aarch64`), browser tests
+test: deps-test lint unit aarch64 browser
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -86,17 +91,18 @@ deps-aarch64:
 
 ## make cross: the same binary built by cross-rs inside its container (needs docker or podman)
 cross:
-	@engine=$${CROSS_CONTAINER_ENGINE:-}; \
-	if [ -z "$$engine" ]; then engine=$$(command -v docker || command -v podman || true); fi; \
-	if [ -z "$$engine" ]; then \
-	  echo "make cross: cross-rs builds inside a container and needs docker or podman, and neither is installed."; \
-	  echo "            Install one, or build with Debian's cross compilers instead: make aarch64"; \
+	@engine=$${CROSS_CONTAINER_ENGINE:-$$(command -v docker || command -v podman || true)}; \
+	if [ -z "$$engine" ] || ! "$$engine" info >/dev/null 2>&1; then \
+	  echo "make cross: cross-rs builds inside a container and needs a working docker or podman"; \
+	  echo "            ($${engine:-neither is installed}$${engine:+: not usable, is its daemon running?})."; \
+	  echo "            Without one, build with Debian's cross compilers instead: make aarch64"; \
 	  exit 1; \
 	fi
 	@command -v cross >/dev/null || { \
 	  echo "installing cross $(CROSS_VERSION) with cargo install (it runs the build in docker/podman)"; \
 	  $(CARGO) install cross --version $(CROSS_VERSION) --locked; }
-	CROSS_CONFIG=cross.toml cross build --release --target $(AARCH64)
+	rustup toolchain install $(CROSS_TOOLCHAIN) --profile minimal --target $(AARCH64) --no-self-update
+	CROSS_CONFIG=cross.toml cross +$(CROSS_TOOLCHAIN) build --release --target $(AARCH64)
 
 ## make deploy PI=user@host: build and test the aarch64 binary, then install it and the systemd
 ## unit on the Pi over ssh. DRY_RUN=1 prints the remote commands instead of running them.

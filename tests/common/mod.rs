@@ -56,13 +56,15 @@ pub fn pieyes_command() -> Command {
     }
 }
 
+/// True when the daemon runs under an emulator (`PIEYES_TEST_RUNNER` set, as by `make aarch64`).
+pub fn emulated() -> bool {
+    std::env::var("PIEYES_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}
+
 /// How long to wait for the daemon to say it listens. Under an emulator (`PIEYES_TEST_RUNNER`)
 /// start-up is several times slower, so allow more there.
 fn start_timeout() -> Duration {
-    match std::env::var("PIEYES_TEST_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => Duration::from_secs(60),
-        _ => Duration::from_secs(20),
-    }
+    Duration::from_secs(if emulated() { 60 } else { 20 })
 }
 
 impl Daemon {
