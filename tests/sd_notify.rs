@@ -40,7 +40,9 @@ fn tells_systemd_ready_then_pings_the_watchdog_then_stopping() {
     for w in pings.windows(2) {
         let gap = w[1] - w[0];
         assert!(gap < Duration::from_micros(WATCHDOG_US), "watchdog gap {gap:?} exceeds WATCHDOG_USEC");
-        assert!(gap >= Duration::from_micros(WATCHDOG_US / 2 - 150_000), "pinging too often: {gap:?}");
+        // Pinging at every 100 ms housekeeping tick would show here; the margin absorbs this
+        // test thread waking late for one datagram and on time for the next.
+        assert!(gap >= Duration::from_micros(WATCHDOG_US / 4), "pinging too often: {gap:?}");
     }
 
     d.signal(libc::SIGTERM);
