@@ -11,6 +11,31 @@ BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium
 
 .PHONY: run test lint unit browser bench deps-build deps-test clean
+.PHONY: aarch64 aarch64-build deps-aarch64 cross deploy
+
+# The Pi: 64-bit Raspberry Pi OS (bookworm or newer). Debian's cross compilers link the binary
+# and build OpenH264's C++ and NEON assembly; qemu-user runs the test suite on this machine.
+AARCH64 := aarch64-unknown-linux-gnu
+AARCH64_SYSROOT := /usr/aarch64-linux-gnu
+AARCH64_RUNNER := qemu-aarch64 -L $(AARCH64_SYSROOT)
+AARCH64_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user ffmpeg
+AARCH64_BIN := $(or $(CARGO_TARGET_DIR),target)/$(AARCH64)/release/pieyes
+# Set for the cargo commands below only (no ~/.cargo/config): cargo's linker and runner, the
+# `cc` crate's compilers, and PIEYES_TEST_RUNNER, which tests/common puts in front of the
+# daemon binary the integration tests spawn (an aarch64 binary: it too needs qemu).
+AARCH64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(AARCH64_RUNNER)" \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+	PIEYES_TEST_RUNNER="$(AARCH64_RUNNER)"
+# cross-rs 0.2.5 is the current release; cross.toml pins its image (glibc 2.23) to match.
+CROSS_VERSION := 0.2.5
+# cross 0.2.5 misreads `rustup toolchain list` of rustup >= 1.28 (it expects "(default)", gets
+# "(active, default)"), decides the toolchain is missing and runs `rustup toolchain add` on it:
+# for `stable` that silently updates your stable toolchain. A pinned version (the host rustc's
+# by default) makes that step a no-op.
+CROSS_TOOLCHAIN ?= $(shell rustc --version 2>/dev/null | cut -d' ' -f2)
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,8 +57,9 @@ deps-test:
 run: deps-build
 	$(CARGO) run --release -- $(RUN_ARGS)
 
-## make test: install what the tests need, then lint, unit + integration tests, browser tests
-test: deps-test lint unit browser
+## make test: install what the tests need, then lint, unit + integration tests, the same tests
+## again on the aarch64 build under qemu (`make aarch64`), browser tests
+test: deps-test lint unit aarch64 browser
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -51,6 +77,43 @@ bench: deps-test
 	$(CARGO) build --release --benches
 	$(CARGO) bench --bench daemon
 	cd tests/browser && node latency.bench.mjs
+
+## make aarch64: the release binary for a 64-bit Pi, its tests run under qemu: every unit test,
+## and the end-to-end streaming and sd_notify tests against the ARM daemon. The suites that
+## judge real-time behaviour (eye movements frame by frame, timeouts, fault windows) need
+## native speed — qemu encodes ~10x slower — and run natively in `make unit`.
+aarch64: aarch64-build
+	$(AARCH64_ENV) $(CARGO) test --release --target $(AARCH64) --lib --test streaming --test sd_notify
+	@echo "aarch64 binary (tested under qemu-aarch64): $(AARCH64_BIN)"
+
+aarch64-build: deps-aarch64
+	$(AARCH64_ENV) $(CARGO) build --release --target $(AARCH64)
+
+deps-aarch64:
+	$(call apt_install,$(AARCH64_PACKAGES))
+	@rustup target list --installed | grep -qx $(AARCH64) || rustup target add $(AARCH64)
+
+## make cross: the same binary built by cross-rs inside its container (needs docker or podman)
+cross:
+	@engine=$${CROSS_CONTAINER_ENGINE:-$$(command -v docker || command -v podman || true)}; \
+	if [ -z "$$engine" ] || ! "$$engine" info >/dev/null 2>&1; then \
+	  echo "make cross: cross-rs builds inside a container and needs a working docker or podman"; \
+	  echo "            ($${engine:-neither is installed}$${engine:+: not usable, is its daemon running?})."; \
+	  echo "            Without one, build with Debian's cross compilers instead: make aarch64"; \
+	  exit 1; \
+	fi
+	@command -v cross >/dev/null || { \
+	  echo "installing cross $(CROSS_VERSION) with cargo install (it runs the build in docker/podman)"; \
+	  $(CARGO) install cross --version $(CROSS_VERSION) --locked; }
+	rustup toolchain install $(CROSS_TOOLCHAIN) --profile minimal --target $(AARCH64) --no-self-update
+	CROSS_CONFIG=cross.toml cross +$(CROSS_TOOLCHAIN) build --release --target $(AARCH64)
+
+## make deploy PI=user@host: build and test the aarch64 binary, then install it and the systemd
+## unit on the Pi over ssh. DRY_RUN=1 prints the remote commands instead of running them.
+deploy:
+	@[ -n "$(PI)" ] || { echo "usage: make deploy PI=user@host [DRY_RUN=1] [SSH_OPTS='-o Port=2222']"; exit 2; }
+	$(MAKE) --no-print-directory aarch64
+	SSH_OPTS="$(SSH_OPTS)" dist/deploy.sh $(if $(filter-out 0,$(DRY_RUN)),--dry-run) $(PI) $(AARCH64_BIN)
 
 clean:
 	$(CARGO) clean

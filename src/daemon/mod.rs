@@ -69,6 +69,8 @@ pub struct Daemon {
     token: Option<String>,
     /// Connections refused by the connection limits.
     refused: u64,
+    /// systemd's notify socket, when run as a Type=notify service.
+    notifier: Option<crate::sys::sd_notify::Notifier>,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
@@ -201,6 +203,7 @@ impl Daemon {
             pending_events: Vec::new(),
             token: None,
             refused: 0,
+            notifier: crate::sys::sd_notify::Notifier::from_env(),
         };
         d.token = d.cfg.token.clone();
         if d.token.is_some() {
@@ -216,6 +219,9 @@ impl Daemon {
 
     pub fn run(mut self) -> Result<(), String> {
         let mut ready = Vec::with_capacity(64);
+        if let Some(n) = &self.notifier {
+            n.ready(&format!("streaming on http://{}/", self.http.local_addr().map_err(|e| e.to_string())?));
+        }
         loop {
             let now = monotonic_us();
             if let Some(deadline) = self.stopping_deadline {
@@ -283,6 +289,9 @@ impl Daemon {
             return;
         }
         crate::info!("{sig}: shutting down, closing {} connection(s)", self.clients.len());
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         self.stopping_deadline = Some(now + SHUTDOWN_GRACE_US);
         let ids: Vec<u64> = self.clients.keys().copied().collect();
         for id in ids {
@@ -296,6 +305,9 @@ impl Daemon {
     }
 
     fn housekeep(&mut self, now: u64) {
+        if let Some(n) = &mut self.notifier {
+            n.keep_alive(now);
+        }
         for e in &mut self.eyes {
             e.stats.tick(now);
             e.tick(now);

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod notify;
+pub mod sd_notify;
 pub mod shm;
 pub mod signals;
 pub mod socket;
