@@ -206,7 +206,9 @@ fn many_viewers(r: &mut Report, n: usize) {
     let rss = status_kb(pid, "VmRSS:") / 1024.0;
     let drops = eyes_sum(&res.status, "drops") - drops0;
     let gaps = v.healthy_gaps() - gaps0;
-    let lost_at_source = eyes_sum(&res.status, "encoder_drops") + eyes_sum(&res.status, "camera_starved");
+    let lost_at_source = eyes_sum(&res.status, "encoder_drops")
+        + eyes_sum(&res.status, "camera_starved")
+        + eyes_sum(&res.status, "camera_skipped");
     let sent_p99 = res
         .status
         .split("{\"eye\":")

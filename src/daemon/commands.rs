@@ -272,6 +272,7 @@ pub(super) fn metrics_text(d: &Daemon, now: u64) -> String {
             ("encoder_busy", s.encoder_drops),
             ("camera_starved", e.camera.starved_frames()),
             ("camera_failed", s.camera_failures),
+            ("camera_skipped", s.camera_skipped),
             ("encoder_error", s.encoder_errors),
         ] {
             m.counter(
@@ -350,6 +351,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("encoder_drops", s.encoder_drops)
             .int("camera_starved", e.camera.starved_frames())
             .int("camera_failures", s.camera_failures)
+            .int("camera_skipped", s.camera_skipped)
             .int("encoder_errors", s.encoder_errors)
             .str("camera_state", &e.camera_health.describe())
             .str("encoder_state", &e.encoder_health.describe())

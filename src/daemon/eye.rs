@@ -36,6 +36,8 @@ pub const MIN_FORCED_IDR_INTERVAL_US: u64 = 500_000;
 pub struct EyeStats {
     pub captured: u64,
     pub camera_failures: u64,
+    /// Frames the camera never captured although a request was queued for them.
+    pub camera_skipped: u64,
     pub encoded: u64,
     pub keyframes: u64,
     pub bytes: u64,
@@ -191,6 +193,11 @@ impl Eye {
         let mut done = std::mem::take(&mut self.completed);
         self.camera.drain_completed(&mut done);
         for c in done.drain(..) {
+            if c.status == FrameStatus::Skipped {
+                self.stats.camera_skipped += 1;
+                self.free.push(c.buffer);
+                continue;
+            }
             if let FrameStatus::Failed(why) = &c.status {
                 self.stats.camera_failures += 1;
                 if let Some(ch) = self.camera_health.failed(why, now_us) {
