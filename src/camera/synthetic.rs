@@ -374,7 +374,12 @@ mod tests {
             eye.drain_completed(&mut done);
             for c in done {
                 let want = promised.remove(&c.meta.sequence);
-                assert_eq!(want, Some(c.meta.crop), "frame {} was not the one its request was queued for", c.meta.sequence);
+                assert_eq!(
+                    want,
+                    Some(c.meta.crop),
+                    "frame {} was not the one its request was queued for",
+                    c.meta.sequence
+                );
                 match c.status {
                     FrameStatus::Ok => ok += 1,
                     FrameStatus::Skipped => skipped += 1,
