@@ -231,7 +231,17 @@ fn bad_flags_exit_2_with_a_message() {
 fn metrics_parse_back_as_prometheus_text() {
     let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
     let units = Recorder::start(d.addr, 0);
-    std::thread::sleep(Duration::from_millis(800));
+    // Until both eyes have a few frames (slow under an emulator), then read /metrics.
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < end {
+        let st = d.ctl("status");
+        let frames: Vec<u64> =
+            st.split("\"frames\":").skip(1).map(|v| v.split(',').next().unwrap().parse().unwrap()).collect();
+        if frames.len() == 2 && frames.iter().all(|&f| f > 12) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = units.stop();
     let (st, head, body) = http_get(d.addr, "/metrics");
     assert_eq!(st, 200);
