@@ -10,7 +10,7 @@ RUN_ARGS ?= --camera synthetic
 BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium
 
-.PHONY: run test lint unit browser bench deps-build deps-test clean
+.PHONY: run test lint unit browser bench deps-build deps-test clean test-v4l2-vm
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -50,6 +50,11 @@ browser:
 bench: deps-test
 	$(CARGO) build --release --benches
 	$(CARGO) bench --bench daemon
+
+## make test-v4l2-vm: the V4L2 encoder against the kernel's vicodec in the trixie test VM (root,
+## qemu; builds the VM on first use, see vm/NOTES.md). Guest side: vm/tests/20-v4l2.sh.
+test-v4l2-vm:
+	vm/test-v4l2.sh
 
 clean:
 	$(CARGO) clean
