@@ -10,7 +10,7 @@ RUN_ARGS ?= --camera synthetic
 BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium
 
-.PHONY: run test lint unit browser bench deps-build deps-test clean
+.PHONY: run test lint unit browser bench deps-build deps-test clean test-v4l2-vm
 .PHONY: aarch64 aarch64-build deps-aarch64 cross deploy
 
 # The Pi: 64-bit Raspberry Pi OS (bookworm or newer). Debian's cross compilers link the binary
@@ -114,6 +114,11 @@ deploy:
 	@[ -n "$(PI)" ] || { echo "usage: make deploy PI=user@host [DRY_RUN=1] [SSH_OPTS='-o Port=2222']"; exit 2; }
 	$(MAKE) --no-print-directory aarch64
 	SSH_OPTS="$(SSH_OPTS)" dist/deploy.sh $(if $(filter-out 0,$(DRY_RUN)),--dry-run) $(PI) $(AARCH64_BIN)
+
+## make test-v4l2-vm: the V4L2 encoder against the kernel's vicodec in the trixie test VM (root,
+## qemu; builds the VM on first use, see vm/NOTES.md). Guest side: vm/tests/20-v4l2.sh.
+test-v4l2-vm:
+	vm/test-v4l2.sh
 
 clean:
 	$(CARGO) clean

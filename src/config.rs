@@ -113,6 +113,7 @@ pieyes — two low-latency H.264 eyes for a robot
 usage:
   pieyes [options]            run the daemon
   pieyes ctl <command…>       send one control command to a running daemon
+  pieyes selftest v4l2|dmabuf check the V4L2 encoder / dma-buf paths on this machine's kernel
   pieyes --help | --version
 
 options:
@@ -153,6 +154,7 @@ environment:
 pub enum Invocation {
     Run(Box<Config>),
     Ctl { control: PathBuf, words: Vec<String> },
+    Selftest(Vec<String>),
     Help,
     Version,
 }
@@ -192,6 +194,9 @@ fn check_token(t: &str) -> Result<String, String> {
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
     let mut i = 0;
+    if args.first().map(String::as_str) == Some("selftest") {
+        return Ok(Invocation::Selftest(args[1..].to_vec()));
+    }
     if args.first().map(String::as_str) == Some("ctl") {
         // `pieyes ctl [--control PATH] command…`
         let mut control = default_control_path();

@@ -240,7 +240,10 @@ impl Daemon {
                 }
                 for e in &self.eyes {
                     set.add(e.camera.completion_fd(), Token::Camera(e.index), true, false);
-                    set.add(e.encoder.completion_fd(), Token::Encoder(e.index), true, false);
+                    let want = e.encoder.interest();
+                    if want.any() {
+                        set.add(e.encoder.completion_fd(), Token::Encoder(e.index), want.readable, want.writable);
+                    }
                 }
                 for (&id, c) in &self.clients {
                     set.add(c.stream.as_fd(), Token::Client(id), !c.closing, c.wants_write());
