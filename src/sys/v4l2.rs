@@ -921,6 +921,8 @@ mod tests {
     fn a_non_v4l2_fd_answers_enotty() {
         // /dev/null is no video device: QUERYCAP must fail cleanly, not corrupt anything.
         let d = Device::open(Path::new("/dev/null")).unwrap();
-        assert_eq!(d.query_caps().unwrap_err().raw_os_error(), Some(libc::ENOTTY));
+        let e = d.query_caps().unwrap_err().raw_os_error();
+        // ENOTTY from the kernel; ENOSYS when qemu-user runs the aarch64 tests.
+        assert!(matches!(e, Some(libc::ENOTTY) | Some(libc::ENOSYS)), "{e:?}");
     }
 }
