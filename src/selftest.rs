@@ -267,7 +267,7 @@ impl Loop {
             self.writable_waits += 1;
         }
         let mut ready = Vec::new();
-        let mut set = PollSet::with_capacity(1);
+        let mut set = PollSet::default();
         set.add(enc.completion_fd(), Token::Encoder(0), want.readable, want.writable);
         set.wait(timeout_ms, &mut ready).map_err(|e| format!("poll: {e}"))?;
         Ok(!ready.is_empty())
@@ -805,7 +805,7 @@ fn dmabuf_selftest(a: &Args) -> Result<i32, String> {
                 }
             }
             let mut ready = Vec::new();
-            let mut set = PollSet::with_capacity(1);
+            let mut set = PollSet::default();
             set.add(enc.completion_fd(), Token::Encoder(0), true, false);
             set.wait(5000, &mut ready).map_err(|e| e.to_string())?;
             if ready.is_empty() {

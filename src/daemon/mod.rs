@@ -219,6 +219,7 @@ impl Daemon {
 
     pub fn run(mut self) -> Result<(), String> {
         let mut ready = Vec::with_capacity(64);
+        let mut pollset = PollSet::default();
         if let Some(n) = &self.notifier {
             n.ready(&format!("streaming on http://{}/", self.http.local_addr().map_err(|e| e.to_string())?));
         }
@@ -231,7 +232,8 @@ impl Daemon {
             }
             ready.clear();
             {
-                let mut set = PollSet::with_capacity(8 + self.clients.len());
+                let set = &mut pollset;
+                set.clear();
                 set.add(self.signals.as_fd(), Token::Signal, true, false);
                 set.add(self.housekeeping.as_fd(), Token::Housekeeping, true, false);
                 if self.stopping_deadline.is_none() && now >= self.accept_paused_until {

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod dmabuf;
 pub mod notify;
+pub mod poll;
 pub mod sd_notify;
 pub mod shm;
 pub mod signals;
