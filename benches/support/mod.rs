@@ -309,20 +309,4 @@ impl Viewers {
     pub fn healthy_count(&self) -> usize {
         self.conns.iter().filter(|c| !c.stalled).count()
     }
-
-    /// Whether the stalled viewers were disconnected by the daemon (their socket reads EOF).
-    pub fn stalled_disconnected(&mut self) -> bool {
-        let mut chunk = vec![0u8; 1 << 20];
-        self.conns.iter_mut().filter(|c| c.stalled).all(|c| {
-            c.stream.set_nonblocking(false).unwrap();
-            c.stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            loop {
-                match c.stream.read(&mut chunk) {
-                    Ok(0) => return true,
-                    Ok(_) => continue,
-                    Err(_) => return false,
-                }
-            }
-        })
-    }
 }

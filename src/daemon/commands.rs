@@ -226,14 +226,18 @@ pub(super) fn state_json(d: &Daemon) -> String {
         .finish()
 }
 
-fn latency_json(encoded: &Histogram, sent: &Histogram) -> String {
+fn latency_json(s: &super::eye::EyeStats) -> String {
     let ms = |h: &Histogram, q: f64| h.quantile(q) as f64 / 1000.0;
     json::Obj::new()
-        .num("capture_encoded_p50", ms(encoded, 0.5))
-        .num("capture_encoded_p99", ms(encoded, 0.99))
-        .num("capture_sent_p50", ms(sent, 0.5))
-        .num("capture_sent_p99", ms(sent, 0.99))
-        .int("sent_samples", sent.count())
+        .num("capture_queued_p50", ms(&s.capture_to_queued, 0.5))
+        .num("capture_queued_p99", ms(&s.capture_to_queued, 0.99))
+        .num("queued_encoded_p50", ms(&s.queued_to_encoded, 0.5))
+        .num("queued_encoded_p99", ms(&s.queued_to_encoded, 0.99))
+        .num("capture_encoded_p50", ms(&s.capture_to_encoded, 0.5))
+        .num("capture_encoded_p99", ms(&s.capture_to_encoded, 0.99))
+        .num("capture_sent_p50", ms(&s.capture_to_sent, 0.5))
+        .num("capture_sent_p99", ms(&s.capture_to_sent, 0.99))
+        .int("sent_samples", s.capture_to_sent.count())
         .finish()
 }
 
@@ -357,7 +361,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .str("encoder_state", &e.encoder_health.describe())
             .num("encode_ms", if s.encoded > 0 { s.encode_cpu_us as f64 / s.encoded as f64 / 1000.0 } else { 0.0 })
             .int("viewers", e.viewers.len() as u64)
-            .raw("latency_ms", &latency_json(&s.capture_to_encoded, &s.capture_to_sent))
+            .raw("latency_ms", &latency_json(s))
             .raw(
                 "viewer_latency_ms",
                 &json::array(e.viewers.iter().filter_map(|id| d.clients.get(id)).map(|c| {

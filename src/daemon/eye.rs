@@ -47,6 +47,10 @@ pub struct EyeStats {
     /// Frames not delivered to a viewer (slow viewers skipped to a keyframe), all viewers.
     pub viewer_drops: u64,
     pub encode_cpu_us: u64,
+    /// Capture → the frame handed to the encoder (the camera's own delay plus the loop's), µs.
+    pub capture_to_queued: Histogram,
+    /// Handed to the encoder → access unit ready (waiting plus encoding), µs.
+    pub queued_to_encoded: Histogram,
     /// Capture → access unit ready, µs.
     pub capture_to_encoded: Histogram,
     /// Capture → last byte written to a viewer's socket, µs (every viewer, every frame).
@@ -110,6 +114,8 @@ pub struct Eye {
     pub health_changes: Vec<(&'static str, Change)>,
     completed: Vec<Completed>,
     encoded: Vec<Encoded>,
+    /// When each frame inside the encoder was handed to it (sequence, µs).
+    queued_at: std::collections::VecDeque<(u32, u64)>,
 }
 
 impl Eye {
@@ -148,6 +154,7 @@ impl Eye {
             health_changes: Vec::new(),
             completed: Vec::new(),
             encoded: Vec::new(),
+            queued_at: std::collections::VecDeque::with_capacity(8),
         }
     }
 
@@ -220,6 +227,11 @@ impl Eye {
                 self.free.push(c.buffer);
                 continue;
             }
+            self.stats.capture_to_queued.record(now_us.saturating_sub(c.meta.capture_us));
+            if self.queued_at.len() >= 8 {
+                self.queued_at.pop_front();
+            }
+            self.queued_at.push_back((c.meta.sequence, now_us));
             let job = EncodeJob { buffer: c.buffer, meta: c.meta, force_idr: self.keyframes.take(now_us) };
             if let Err(rejected) = self.encoder.queue(job) {
                 let (job, e) = *rejected;
@@ -250,6 +262,10 @@ impl Eye {
                     self.stats.bytes += au.annexb().len() as u64;
                     self.stats.encode_cpu_us += e.cpu_us;
                     self.stats.capture_to_encoded.record(e.done_us.saturating_sub(e.meta.capture_us));
+                    if let Some(i) = self.queued_at.iter().position(|&(s, _)| s == e.meta.sequence) {
+                        let (_, queued) = self.queued_at.remove(i).expect("found");
+                        self.stats.queued_to_encoded.record(e.done_us.saturating_sub(queued));
+                    }
                     if au.keyframe {
                         self.stats.keyframes += 1;
                         if let Some(c) = h264::codec_string(au.annexb()) {

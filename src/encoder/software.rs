@@ -27,6 +27,9 @@ use crate::sys::clock::{monotonic_us, thread_cpu_us};
 use crate::sys::dmabuf::{Access, SyncPolicy};
 use crate::sys::notify::Doorbell;
 
+/// How much nicer than the rest of the daemon the encoder threads run.
+pub const ENCODER_NICE: i32 = 5;
+
 /// Bytes reserved in front of each access unit: the largest WebSocket frame header (10) plus
 /// pieyes' wire header (32), so the stream layer never copies the picture.
 pub const HEADROOM: usize = 42;
@@ -94,6 +97,10 @@ pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
 }
 
 fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig, eye: u8, faults: SharedFaults) {
+    // Below the loop and the capture thread: they only move frames and must never wait for us.
+    if let Err(e) = crate::sys::thread::lower_priority(ENCODER_NICE) {
+        crate::debug!("encoder {eye}: cannot lower its priority: {e}");
+    }
     let mut enc = new_h264_encoder(&cfg);
     let mut scratch = Scratch::default();
     // A camera's dma-buf is read in place between DMA_BUF_IOCTL_SYNC START and END; a memfd

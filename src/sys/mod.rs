@@ -9,5 +9,6 @@ pub mod sd_notify;
 pub mod shm;
 pub mod signals;
 pub mod socket;
+pub mod thread;
 pub mod timer;
 pub mod v4l2;
