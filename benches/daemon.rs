@@ -348,8 +348,9 @@ fn eye_movement(r: &mut Report) {
         loop {
             let (h, _) = ws.next_unit().unwrap().unwrap();
             if h.crop.to_string() == crop {
-                // Frames in between that still showed the old view, counting the new one.
-                frames_late.record((h.sequence - last.sequence) as u64 * 1000);
+                // Frames that arrived after the command and still showed the old view (the one
+                // before it, `last`, was already on its way when the command was sent).
+                frames_late.record((h.sequence - last.sequence - 1) as u64 * 1000);
                 ms_late.record(monotonic_us() - t0);
                 break;
             }
@@ -357,7 +358,7 @@ fn eye_movement(r: &mut Report) {
     }
     let f = |q| frames_late.quantile(q) as f64 / 1000.0;
     r.row(
-        "eye movement: frames until the new view, p50 / max",
+        "eye movement: old-view frames after the command, p50 / max",
         format!("{:.0} / {:.0} (target ≤ 2)", f(0.5), frames_late.max() as f64 / 1000.0),
     );
     r.row(
