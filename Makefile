@@ -10,7 +10,7 @@ RUN_ARGS ?= --camera synthetic
 BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium
 
-.PHONY: run test lint unit browser bench deps-build deps-test clean
+.PHONY: run test lint unit browser bench deps-build deps-test clean test-vm
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,8 +32,9 @@ deps-test:
 run: deps-build
 	$(CARGO) run --release -- $(RUN_ARGS)
 
-## make test: install what the tests need, then lint, unit + integration tests, browser tests
-test: deps-test lint unit browser
+## make test: install what the tests need, then lint, unit + integration tests, browser tests,
+## and the libcamera build tested against real libcamera in a VM
+test: deps-test lint unit browser test-vm
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -45,6 +46,11 @@ unit:
 browser:
 	$(CARGO) build --release
 	cd tests/browser && node viewer.test.mjs
+
+## make test-vm: `--features libcamera` built in a Debian trixie chroot and run against real
+## libcamera 0.4 (vimc + virtual cameras) in a cached QEMU guest; needs root (vm/test-vm.sh)
+test-vm:
+	$(SUDO) env CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} vm/test-vm.sh
 
 ## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/
 bench: deps-test

@@ -22,6 +22,7 @@ pub mod http;
 pub mod inject;
 pub mod json;
 pub mod limits;
+pub mod record;
 pub mod stream;
 pub mod sys;
 pub mod ws;

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::camera::pairing::Pairing;
 use crate::config::{Config, gop_frames};
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::encoder::EncoderConfig;
@@ -69,6 +70,11 @@ pub struct Daemon {
     token: Option<String>,
     /// Connections refused by the connection limits.
     refused: u64,
+    /// The two eyes' frames paired by capture time, and how the cameras are synchronised.
+    pairing: Pairing,
+    sync: &'static str,
+    /// Both eyes number their frames on one clock (see `setup::Cameras::shared_clock`).
+    shared_clock: bool,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
@@ -200,6 +206,9 @@ impl Daemon {
             pending_events: Vec::new(),
             token: None,
             refused: 0,
+            pairing: Pairing::new(1_000_000 / fps.max(1) as u64),
+            sync: cams.sync,
+            shared_clock: cams.shared_clock,
         };
         d.token = d.cfg.token.clone();
         if d.token.is_some() {
@@ -264,7 +273,10 @@ impl Daemon {
             }
             Token::HttpListener => self.accept_http(now),
             Token::ControlListener => self.accept_control(now),
-            Token::Camera(e) => self.eyes[e as usize].on_camera_ready(now),
+            Token::Camera(e) => {
+                self.eyes[e as usize].on_camera_ready(now);
+                self.pair_frames(e);
+            }
             Token::Encoder(e) => {
                 let mut packets = std::mem::take(&mut self.packets);
                 self.eyes[e as usize].on_encoder_ready(&mut packets, now);
@@ -292,6 +304,18 @@ impl Daemon {
             c.close_after_flush(now, SHUTDOWN_GRACE_US);
             self.flush_client(id, now);
         }
+    }
+
+    /// Feed an eye's new frames to the stereo pairing (two eyes only).
+    fn pair_frames(&mut self, e: u8) {
+        let frames = std::mem::take(&mut self.eyes[e as usize].captured_times);
+        if self.eyes.len() == 2 {
+            for &(seq, t) in &frames {
+                self.pairing.push(e, seq, t);
+            }
+        }
+        self.eyes[e as usize].captured_times = frames;
+        self.eyes[e as usize].captured_times.clear();
     }
 
     fn housekeep(&mut self, now: u64) {
