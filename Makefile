@@ -6,11 +6,38 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_ARGS ?= --camera synthetic
 
 # Debian packages: nasm makes OpenH264 use its x86 assembly (without it the build silently
-# falls back to plain C, ~2x slower); ffmpeg/ffprobe check streams; chromium drives the viewer.
+# falls back to plain C, ~2x slower); ffmpeg/ffprobe check streams; chromium drives the viewer;
+# python3-venv holds the WebSocket conformance client (Python `websockets`, from PyPI).
 BUILD_PACKAGES := nasm pkg-config
-TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium
+TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium python3-venv
+CONFORMANCE_VENV := target/conformance-venv
 
-.PHONY: run test lint unit browser bench deps-build deps-test clean test-vm
+.PHONY: run test lint unit browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm test-vm
+.PHONY: aarch64 aarch64-build deps-aarch64 cross deploy
+
+# The Pi: 64-bit Raspberry Pi OS (bookworm or newer). Debian's cross compilers link the binary
+# and build OpenH264's C++ and NEON assembly; qemu-user runs the test suite on this machine.
+AARCH64 := aarch64-unknown-linux-gnu
+AARCH64_SYSROOT := /usr/aarch64-linux-gnu
+AARCH64_RUNNER := qemu-aarch64 -L $(AARCH64_SYSROOT)
+AARCH64_PACKAGES := gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user ffmpeg
+AARCH64_BIN := $(or $(CARGO_TARGET_DIR),target)/$(AARCH64)/release/pieyes
+# Set for the cargo commands below only (no ~/.cargo/config): cargo's linker and runner, the
+# `cc` crate's compilers, and PIEYES_TEST_RUNNER, which tests/common puts in front of the
+# daemon binary the integration tests spawn (an aarch64 binary: it too needs qemu).
+AARCH64_ENV := CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(AARCH64_RUNNER)" \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+	CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++ \
+	AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+	PIEYES_TEST_RUNNER="$(AARCH64_RUNNER)"
+# cross-rs 0.2.5 is the current release; cross.toml pins its image (glibc 2.23) to match.
+CROSS_VERSION := 0.2.5
+# cross 0.2.5 misreads `rustup toolchain list` of rustup >= 1.28 (it expects "(default)", gets
+# "(active, default)"), decides the toolchain is missing and runs `rustup toolchain add` on it:
+# for `stable` that silently updates your stable toolchain. A pinned version (the host rustc's
+# by default) makes that step a no-op.
+CROSS_TOOLCHAIN ?= $(shell rustc --version 2>/dev/null | cut -d' ' -f2)
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,9 +59,10 @@ deps-test:
 run: deps-build
 	$(CARGO) run --release -- $(RUN_ARGS)
 
-## make test: install what the tests need, then lint, unit + integration tests, browser tests,
-## and the libcamera build tested against real libcamera in a VM
-test: deps-test lint unit browser test-vm
+## make test: install what the tests need, then lint, unit + integration tests, the same tests
+## again on the aarch64 build under qemu (`make aarch64`), browser tests, WebSocket conformance,
+## and the libcamera build against real libcamera (+ the V4L2 encoder on vicodec) in the VM
+test: deps-test lint unit aarch64 browser conformance test-vm
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -45,7 +73,36 @@ unit:
 
 browser:
 	$(CARGO) build --release
-	cd tests/browser && node viewer.test.mjs
+	cd tests/browser && node viewer.test.mjs && node controls.test.mjs && node steering.test.mjs
+
+## make conformance: the WebSocket server against an independent client (Python websockets)
+conformance: deps-test $(CONFORMANCE_VENV)/.installed
+	$(CARGO) build --release
+	$(CONFORMANCE_VENV)/bin/python tests/conformance/ws_conformance.py target/release/pieyes
+
+$(CONFORMANCE_VENV)/.installed: tests/conformance/requirements.txt
+	rm -rf $(CONFORMANCE_VENV)
+	python3 -m venv $(CONFORMANCE_VENV)
+	$(CONFORMANCE_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+## make fuzz: each cargo-fuzz target for FUZZ_SECONDS (not part of `make test`; see fuzz/RESULTS.md)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= http_request ws_frame control_line state_file
+# cargo-fuzz needs a nightly compiler: rustup's nightly when it has one, else stable as nightly.
+FUZZ_CARGO := $(shell rustup run nightly rustc --version >/dev/null 2>&1 && echo 'cargo +nightly' || echo 'RUSTC_BOOTSTRAP=1 cargo')
+
+deps-fuzz: deps-build
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+fuzz: deps-fuzz
+	$(FUZZ_CARGO) fuzz build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  echo "== $$t: $(FUZZ_SECONDS) s, seeds fuzz/corpus/$$t, findings fuzz/target/corpus/$$t"; \
+	  $(FUZZ_CARGO) fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
+	done
 
 ## make test-vm: `--features libcamera` built in a Debian trixie chroot and run against real
 ## libcamera 0.4 (vimc + virtual cameras) in a cached QEMU guest; needs root (vm/test-vm.sh)
@@ -56,6 +113,49 @@ test-vm:
 bench: deps-test
 	$(CARGO) build --release --benches
 	$(CARGO) bench --bench daemon
+	cd tests/browser && node latency.bench.mjs
+
+## make aarch64: the release binary for a 64-bit Pi, its tests run under qemu: every unit test,
+## and the end-to-end streaming and sd_notify tests against the ARM daemon. The suites that
+## judge real-time behaviour (eye movements frame by frame, timeouts, fault windows) need
+## native speed — qemu encodes ~10x slower — and run natively in `make unit`.
+aarch64: aarch64-build
+	$(AARCH64_ENV) $(CARGO) test --release --target $(AARCH64) --lib --test streaming --test sd_notify
+	@echo "aarch64 binary (tested under qemu-aarch64): $(AARCH64_BIN)"
+
+aarch64-build: deps-aarch64
+	$(AARCH64_ENV) $(CARGO) build --release --target $(AARCH64)
+
+deps-aarch64:
+	$(call apt_install,$(AARCH64_PACKAGES))
+	@rustup target list --installed | grep -qx $(AARCH64) || rustup target add $(AARCH64)
+
+## make cross: the same binary built by cross-rs inside its container (needs docker or podman)
+cross:
+	@engine=$${CROSS_CONTAINER_ENGINE:-$$(command -v docker || command -v podman || true)}; \
+	if [ -z "$$engine" ] || ! "$$engine" info >/dev/null 2>&1; then \
+	  echo "make cross: cross-rs builds inside a container and needs a working docker or podman"; \
+	  echo "            ($${engine:-neither is installed}$${engine:+: not usable, is its daemon running?})."; \
+	  echo "            Without one, build with Debian's cross compilers instead: make aarch64"; \
+	  exit 1; \
+	fi
+	@command -v cross >/dev/null || { \
+	  echo "installing cross $(CROSS_VERSION) with cargo install (it runs the build in docker/podman)"; \
+	  $(CARGO) install cross --version $(CROSS_VERSION) --locked; }
+	rustup toolchain install $(CROSS_TOOLCHAIN) --profile minimal --target $(AARCH64) --no-self-update
+	CROSS_CONFIG=cross.toml cross +$(CROSS_TOOLCHAIN) build --release --target $(AARCH64)
+
+## make deploy PI=user@host: build and test the aarch64 binary, then install it and the systemd
+## unit on the Pi over ssh. DRY_RUN=1 prints the remote commands instead of running them.
+deploy:
+	@[ -n "$(PI)" ] || { echo "usage: make deploy PI=user@host [DRY_RUN=1] [SSH_OPTS='-o Port=2222']"; exit 2; }
+	$(MAKE) --no-print-directory aarch64
+	SSH_OPTS="$(SSH_OPTS)" dist/deploy.sh $(if $(filter-out 0,$(DRY_RUN)),--dry-run) $(PI) $(AARCH64_BIN)
+
+## make test-v4l2-vm: the V4L2 encoder against the kernel's vicodec in the trixie test VM (root,
+## qemu; builds the VM on first use, see vm/NOTES.md). Guest side: vm/tests/20-v4l2.sh.
+test-v4l2-vm:
+	vm/test-v4l2.sh
 
 clean:
 	$(CARGO) clean

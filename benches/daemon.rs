@@ -1,19 +1,21 @@
-//! `make bench`: measured figures for 2 eyes × 960x1080 @ 30 fps, synthetic camera.
+//! `make bench`: measured figures for 2 eyes × 960x1080 @ 30 fps, synthetic camera, printed as
+//! a table and written as JSON to bench/results/ (with the machine's core count and commit).
 //!
-//! - encoder alone: OpenH264 with the daemon's settings on the same synthetic frames, one
-//!   thread, CPU time per frame (the floor the daemon is measured against);
-//! - daemon with one viewer per eye: the release binary, CPU per frame and its ratio to the
-//!   encoder alone (whole process, and without the synthetic camera's thread, which on a Pi
-//!   is the ISP's work), RSS, capture→sent (daemon histogram) and capture→received (client).
-//!
-//! Prints a table and writes JSON to bench/results/. `PIEYES_BENCH_SECONDS` (default 20) sets
-//! the measured window.
+//! Scenarios (each a fixed time; `PIEYES_BENCH_SCALE` multiplies the times, default 1):
+//! - encoder alone: OpenH264 with the daemon's settings on the same synthetic frames, two
+//!   threads paced at 30 fps like the daemon's — CPU per frame, the floor;
+//! - daemon, 1 viewer per eye: CPU per frame (without the synthetic camera's thread, which on
+//!   a Pi is the ISP's work) and its ratio to the encoder alone; RSS; capture→sent p50/p99;
+//! - 50 viewers per eye on loopback (a lean client of our own): all frames received?
+//!   capture→sent p99, CPU, RSS;
+//! - one stalled viewer among 10 healthy: the healthy ones' p99 and drops before and after,
+//!   the stalled one skipped then disconnected, RSS bounded;
+//! - eye movement: `look` over the Unix socket → first frame with the new crop at a viewer.
+//! - browser: headless Chromium, run next by `make bench` (tests/browser/latency.bench.mjs)
+//!   and merged into the same JSON.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use pieyes::camera::scene::Scene;
@@ -27,270 +29,365 @@ use pieyes::histogram::Histogram;
 use pieyes::json::{self, Obj};
 use pieyes::sys::clock::{monotonic_us, thread_cpu_us};
 use pieyes::sys::shm::SharedMemory;
+use support::*;
 
 const OUT: Size = Size { w: 960, h: 1080 };
 const SENSOR: Size = Size { w: 2304, h: 1296 };
 const FPS: u32 = 30;
 const BITRATE: u32 = 3_000_000;
 
-fn ms(us: f64) -> f64 {
-    us / 1000.0
+struct Report {
+    rows: Vec<(String, String)>,
+    json: Vec<(String, String)>,
 }
 
-/// OpenH264 alone on the synthetic frames the daemon would produce.
-fn encoder_alone() -> (f64, f64, f64, u64) {
-    let layout = I420Layout::new(OUT);
-    let scene = Scene::new(SENSOR, 24);
-    let crop = full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT);
-    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
-    let mut enc = new_h264_encoder(&cfg).expect("encoder");
-    let mut buf = FrameBuffer {
-        index: 0,
-        memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(),
-        layout: FrameLayout::i420(OUT),
-    };
-    let mut xmap = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut h = Histogram::new();
-    let mut bytes = 0u64;
-    let frames = 300u32;
-    for i in 0..frames {
-        let t = i as u64 * 1_000_000 / FPS as u64;
-        scene.render((i % 2) as u8, t, crop, layout, buf.pixels_mut(), &mut xmap);
-        Stamp { eye: 0, sequence: i, capture_us: t, crop }.paint(layout, buf.pixels_mut());
-        let c0 = thread_cpu_us();
-        let au = encode_one(&mut enc, &buf, false, &mut scratch).expect("encode");
-        h.record(thread_cpu_us() - c0);
-        bytes += au.annexb().len() as u64;
+impl Report {
+    fn row(&mut self, k: &str, v: String) {
+        println!("  {k:<58} {v}");
+        self.rows.push((k.into(), v));
     }
-    (h.mean(), h.quantile(0.5) as f64, h.quantile(0.99) as f64, bytes * 8 * FPS as u64 / frames as u64)
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory effects.
-    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
-}
-
-/// utime + stime of a /proc stat file, in µs.
-fn cpu_us(stat: &Path) -> f64 {
-    let s = std::fs::read_to_string(stat).unwrap_or_default();
-    let after = s.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks * 1e6 / clock_ticks()
-}
-
-fn thread_stat(pid: u32, name: &str) -> Option<PathBuf> {
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let dir = t.ok()?.path();
-        if std::fs::read_to_string(dir.join("comm")).ok()?.trim() == name {
-            return Some(dir.join("stat"));
-        }
+    fn section(&mut self, name: &str, obj: String) {
+        self.json.push((name.into(), obj));
     }
-    None
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
-        .unwrap_or(0)
+fn scale() -> f64 {
+    std::env::var("PIEYES_BENCH_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0)
 }
 
-fn json_number(s: &str, key: &str) -> f64 {
-    let k = format!("\"{key}\":");
-    s.find(&k)
-        .map(|i| &s[i + k.len()..])
-        .and_then(|r| r.split([',', '}']).next())
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s * scale())
+}
+
+/// OpenH264 alone: one thread per eye, a frame every 1/30 s, the frames the daemon renders.
+fn encoder_alone(r: &mut Report) -> f64 {
+    let frames = (300.0 * scale()) as u32;
+    let scene = std::sync::Arc::new(Scene::new(SENSOR, 24));
+    let threads: Vec<_> = (0..2u8)
+        .map(|eye| {
+            let scene = scene.clone();
+            std::thread::spawn(move || {
+                let layout = I420Layout::new(OUT);
+                let crop = full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT);
+                let cfg =
+                    EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+                let mut enc = new_h264_encoder(&cfg).expect("encoder");
+                let mut buf = FrameBuffer {
+                    index: 0,
+                    memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(),
+                    layout: FrameLayout::i420(OUT),
+                };
+                let (mut xmap, mut scratch) = (Vec::new(), Scratch::default());
+                let (mut cpu, mut wall, mut bytes) = (Histogram::new(), Histogram::new(), 0u64);
+                let start = monotonic_us();
+                for i in 0..frames {
+                    let t = start + i as u64 * 1_000_000 / FPS as u64;
+                    let now = monotonic_us();
+                    if t > now {
+                        std::thread::sleep(Duration::from_micros(t - now));
+                    }
+                    scene.render(eye, t, crop, layout, buf.pixels_mut(), &mut xmap);
+                    Stamp { eye, sequence: i, capture_us: t, crop }.paint(layout, buf.pixels_mut());
+                    let (c0, w0) = (thread_cpu_us(), monotonic_us());
+                    let au = encode_one(&mut enc, &buf, false, &mut scratch).expect("encode");
+                    cpu.record(thread_cpu_us() - c0);
+                    wall.record(monotonic_us() - w0);
+                    bytes += au.annexb().len() as u64;
+                }
+                (cpu, wall, bytes)
+            })
+        })
+        .collect();
+    let (mut cpu, mut wall, mut bytes) = (Histogram::new(), Histogram::new(), 0);
+    for t in threads {
+        let (c, w, b) = t.join().unwrap();
+        cpu.merge(&c);
+        wall.merge(&w);
+        bytes += b;
+    }
+    let mean = cpu.mean();
+    r.row(
+        "encoder alone: CPU per frame mean / p50 / p99",
+        format!("{:.2} / {:.2} / {:.2} ms", ms(mean), ms(cpu.quantile(0.5) as f64), ms(cpu.quantile(0.99) as f64)),
+    );
+    r.row(
+        "encoder alone: encode time p50 / p99 (wall)",
+        format!("{:.2} / {:.2} ms", ms(wall.quantile(0.5) as f64), ms(wall.quantile(0.99) as f64)),
+    );
+    let bps = bytes as f64 * 8.0 * FPS as f64 / (2.0 * frames as f64);
+    r.row("encoder alone: bitrate per eye", format!("{:.2} Mbit/s", bps / 1e6));
+    r.section(
+        "encoder_alone",
+        Obj::new()
+            .num("cpu_ms_per_frame_mean", ms(mean))
+            .num("cpu_ms_per_frame_p50", ms(cpu.quantile(0.5) as f64))
+            .num("cpu_ms_per_frame_p99", ms(cpu.quantile(0.99) as f64))
+            .num("encode_wall_ms_p99", ms(wall.quantile(0.99) as f64))
+            .num("bitrate_bps", bps)
+            .int("frames", 2 * frames as u64)
+            .finish(),
+    );
+    mean
+}
+
+fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64) {
+    let d = start_daemon(&[]);
+    let mut v = Viewers::connect(d.addr, 1, 2, 0);
+    v.run(secs(3.0)); // warm-up: encoders settled, viewers joined
+    let w = Window::start(&d);
+    v.latency = Histogram::new();
+    v.run(secs(20.0));
+    let res = w.end();
+    let pid = d.child.id();
+    let (rss, hwm) = (status_kb(pid, "VmRSS:") / 1024.0, status_kb(pid, "VmHWM:") / 1024.0);
+    let per_frame = res.cpu_us / res.frames;
+    let no_cam = (res.cpu_us - res.camera_cpu_us) / res.frames;
+    let eyes: Vec<&str> = res.status.split("{\"eye\":").skip(1).filter(|e| e.contains("\"camera\":")).collect();
+    let sent_p50 = eyes.iter().map(|e| json_number(e, "capture_sent_p50")).fold(0.0, f64::max);
+    let sent_p99 = eyes.iter().map(|e| json_number(e, "capture_sent_p99")).fold(0.0, f64::max);
+    let enc_p99 = eyes.iter().map(|e| json_number(e, "capture_encoded_p99")).fold(0.0, f64::max);
+    r.row(
+        "daemon 1 viewer: frames encoded (2 eyes)",
+        format!("{:.0} in {:.1} s ({:.1} fps/eye)", res.frames, res.wall_s, res.frames / res.wall_s / 2.0),
+    );
+    r.row("daemon 1 viewer: CPU per frame, whole process", format!("{:.2} ms", ms(per_frame)));
+    r.row("daemon 1 viewer: CPU per frame without synthetic camera", format!("{:.2} ms", ms(no_cam)));
+    r.row(
+        "  of which encoder threads / poll loop",
+        format!("{:.2} / {:.3} ms", ms(res.encoder_cpu_us / res.frames), ms(res.loop_cpu_us / res.frames)),
+    );
+    r.row("daemon / encoder alone (without camera)", format!("{:.3}× (target ≤ 1.10)", no_cam / enc_mean_us));
+    r.row("daemon CPU share", format!("{:.0}% of one core", res.cpu_us / res.wall_s / 1e4));
+    r.row("daemon RSS now / peak", format!("{rss:.1} / {hwm:.1} MB"));
+    r.row(
+        "server capture→encoded p99 / capture→sent p50 / p99",
+        format!("{enc_p99:.1} / {sent_p50:.1} / {sent_p99:.1} ms"),
+    );
+    r.row(
+        "client capture→received p50 / p99",
+        format!("{:.1} / {:.1} ms", ms(v.latency.quantile(0.5) as f64), ms(v.latency.quantile(0.99) as f64)),
+    );
+    r.section(
+        "daemon_1_viewer",
+        Obj::new()
+            .num("window_s", res.wall_s)
+            .num("frames", res.frames)
+            .num("cpu_ms_per_frame", ms(per_frame))
+            .num("cpu_ms_per_frame_without_camera", ms(no_cam))
+            .num("encoder_threads_ms_per_frame", ms(res.encoder_cpu_us / res.frames))
+            .num("loop_ms_per_frame", ms(res.loop_cpu_us / res.frames))
+            .num("camera_ms_per_frame", ms(res.camera_cpu_us / res.frames))
+            .num("ratio_to_encoder_alone", no_cam / enc_mean_us)
+            .num("ratio_to_encoder_alone_whole_process", per_frame / enc_mean_us)
+            .num("cpu_share_of_one_core", res.cpu_us / res.wall_s / 1e6)
+            .num("rss_mb", rss)
+            .num("rss_peak_mb", hwm)
+            .num("capture_encoded_p99_ms", enc_p99)
+            .num("capture_sent_p50_ms", sent_p50)
+            .num("capture_sent_p99_ms", sent_p99)
+            .num("capture_received_p50_ms", ms(v.latency.quantile(0.5) as f64))
+            .num("capture_received_p99_ms", ms(v.latency.quantile(0.99) as f64))
+            .num("drops", eyes_sum(&res.status, "drops") + eyes_sum(&res.status, "encoder_drops"))
+            .finish(),
+    );
+}
+
+fn many_viewers(r: &mut Report, n: usize) {
+    let d = start_daemon(&[]);
+    let mut v = Viewers::connect(d.addr, n, 2, 0);
+    v.run(secs(3.0));
+    let w = Window::start(&d);
+    let drops0 = eyes_sum(&ctl(&d.control, "status"), "drops");
+    let gaps0 = v.healthy_gaps();
+    v.latency = Histogram::new();
+    v.run(secs(15.0));
+    let res = w.end();
+    let pid = d.child.id();
+    let rss = status_kb(pid, "VmRSS:") / 1024.0;
+    let drops = eyes_sum(&res.status, "drops") - drops0;
+    let gaps = v.healthy_gaps() - gaps0;
+    let lost_at_source = eyes_sum(&res.status, "encoder_drops")
+        + eyes_sum(&res.status, "camera_starved")
+        + eyes_sum(&res.status, "camera_skipped");
+    let sent_p99 = res
+        .status
+        .split("{\"eye\":")
+        .skip(1)
+        .filter(|e| e.contains("\"camera\":"))
+        .map(|e| json_number(e, "capture_sent_p99"))
+        .fold(0.0, f64::max);
+    r.row(
+        &format!("{n} viewers × 2 eyes: viewer drops (skips) in window"),
+        format!("{drops:.0} (frames lost before fan-out: {lost_at_source:.0})"),
+    );
+    r.row(&format!("{n} viewers × 2 eyes: sequence gaps seen by clients"), format!("{gaps}"));
+    r.row(
+        &format!("{n} viewers × 2 eyes: capture→sent p99 / client capture→received p99"),
+        format!("{sent_p99:.1} / {:.1} ms", ms(v.latency.quantile(0.99) as f64)),
+    );
+    r.row(
+        &format!("{n} viewers × 2 eyes: daemon CPU share / RSS"),
+        format!("{:.0}% of one core / {rss:.1} MB", res.cpu_us / res.wall_s / 1e4),
+    );
+    r.section(
+        &format!("viewers_{n}"),
+        Obj::new()
+            .int("viewers_per_eye", n as u64)
+            .num("viewer_drops", drops)
+            .int("client_sequence_gaps", gaps)
+            .num("frames_lost_before_fanout", lost_at_source)
+            .num("capture_sent_p99_ms", sent_p99)
+            .num("capture_received_p99_ms", ms(v.latency.quantile(0.99) as f64))
+            .num("cpu_share_of_one_core", res.cpu_us / res.wall_s / 1e6)
+            .num("rss_mb", rss)
+            .finish(),
+    );
+}
+
+fn stalled_viewer(r: &mut Report) {
+    let d = start_daemon(&["--viewer-timeout", "5"]);
+    let mut healthy = Viewers::connect(d.addr, 10, 1, 0);
+    healthy.run(secs(3.0));
+    healthy.latency = Histogram::new();
+    let g0 = healthy.healthy_gaps();
+    healthy.run(secs(8.0));
+    let (base_p99, base_gaps) = (healthy.latency.quantile(0.99), healthy.healthy_gaps() - g0);
+    let rss_before = status_kb(d.child.id(), "VmRSS:") / 1024.0;
+    let mut stalled = Viewers::connect(d.addr, 0, 1, 1);
+    healthy.latency = Histogram::new();
+    let g1 = healthy.healthy_gaps();
+    let t0 = Instant::now();
+    let mut peak_rss: f64 = 0.0;
+    while t0.elapsed() < secs(10.0) {
+        healthy.run(Duration::from_millis(500));
+        peak_rss = peak_rss.max(status_kb(d.child.id(), "VmRSS:") / 1024.0);
+    }
+    let (p99, gaps) = (healthy.latency.quantile(0.99), healthy.healthy_gaps() - g1);
+    let log = d.log.lock().unwrap().clone();
+    let stalled_line = log.lines().find(|l| l.contains("stuck: no progress")).unwrap_or("").to_string();
+    let skipped: u64 = stalled_line
+        .split(" dropped")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+        .unwrap_or(0);
+    let disconnected = stalled.stalled_disconnected();
+    r.row(
+        "10 healthy viewers: p99 capture→received before / with a stalled one",
+        format!("{:.1} / {:.1} ms", ms(base_p99 as f64), ms(p99 as f64)),
+    );
+    r.row("10 healthy viewers: sequence gaps before / with a stalled one", format!("{base_gaps} / {gaps}"));
+    r.row(
+        "stalled viewer: frames skipped, then disconnected",
+        format!("{skipped}, {}", if disconnected { "yes" } else { "NO" }),
+    );
+    r.row("daemon RSS before / peak with the stalled viewer", format!("{rss_before:.1} / {peak_rss:.1} MB"));
+    r.section(
+        "stalled_viewer",
+        Obj::new()
+            .num("healthy_p99_before_ms", ms(base_p99 as f64))
+            .num("healthy_p99_with_stalled_ms", ms(p99 as f64))
+            .int("healthy_gaps_before", base_gaps)
+            .int("healthy_gaps_with_stalled", gaps)
+            .int("stalled_frames_skipped", skipped)
+            .bool("stalled_disconnected", disconnected)
+            .num("rss_before_mb", rss_before)
+            .num("rss_peak_mb", peak_rss)
+            .finish(),
+    );
 }
 
-struct DaemonProc {
-    child: Child,
-    addr: std::net::SocketAddr,
-    control: PathBuf,
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.control);
+fn eye_movement(r: &mut Report) {
+    let d = start_daemon(&[]);
+    let mut ws = WsClient::connect(d.addr, "/cam0", "").expect("viewer");
+    for _ in 0..30 {
+        ws.next_unit().unwrap();
     }
-}
-
-fn start_daemon() -> DaemonProc {
-    let control = std::env::temp_dir().join(format!("pieyes-bench-{}.sock", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
-        .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--fps", &FPS.to_string(), "--control"])
-        .arg(&control)
-        .arg("--state")
-        .arg(control.with_extension("state"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pieyes");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines.next().expect("daemon output").expect("read");
-        if let Some(rest) = l.split("listening on http://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
+    let (mut frames_late, mut ms_late) = (Histogram::new(), Histogram::new());
+    let n = (20.0 * scale()).max(4.0) as usize;
+    for i in 0..n {
+        // Wait for a frame, then a random-ish phase inside the frame interval.
+        let (last, _) = ws.next_unit().unwrap().unwrap();
+        std::thread::sleep(Duration::from_micros((i as u64 * 7919) % 33_000));
+        let x = if i % 2 == 0 { 0.6 } else { -0.6 };
+        let t0 = monotonic_us();
+        let reply = ctl(&d.control, &format!("look 0 {x} 0"));
+        let crop = reply.split_whitespace().find_map(|t| t.strip_prefix("crop0=")).unwrap().to_string();
+        loop {
+            let (h, _) = ws.next_unit().unwrap().unwrap();
+            if h.crop.to_string() == crop {
+                // Frames in between that still showed the old view, counting the new one.
+                frames_late.record((h.sequence - last.sequence) as u64 * 1000);
+                ms_late.record(monotonic_us() - t0);
+                break;
+            }
         }
-    };
-    std::thread::spawn(move || for _ in lines {}); // keep draining the log
-    DaemonProc { child, addr, control }
-}
-
-fn ctl(control: &Path, line: &str) -> String {
-    use std::io::Write;
-    let mut s = std::os::unix::net::UnixStream::connect(control).expect("control socket");
-    s.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut r = String::new();
-    BufReader::new(s).read_line(&mut r).unwrap();
-    r
+    }
+    let f = |q| frames_late.quantile(q) as f64 / 1000.0;
+    r.row(
+        "eye movement: frames until the new view, p50 / max",
+        format!("{:.0} / {:.0} (target ≤ 2)", f(0.5), frames_late.max() as f64 / 1000.0),
+    );
+    r.row(
+        "eye movement: command → first new frame received, p50 / max",
+        format!("{:.1} / {:.1} ms", ms(ms_late.quantile(0.5) as f64), ms(ms_late.max() as f64)),
+    );
+    r.section(
+        "eye_movement",
+        Obj::new()
+            .int("commands", n as u64)
+            .num("frames_p50", f(0.5))
+            .num("frames_max", frames_late.max() as f64 / 1000.0)
+            .num("ms_p50", ms(ms_late.quantile(0.5) as f64))
+            .num("ms_max", ms(ms_late.max() as f64))
+            .finish(),
+    );
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench probing for test names
     }
-    let secs: u64 = std::env::var("PIEYES_BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("pieyes bench: 2 eyes × {OUT} @ {FPS} fps, {BITRATE} bit/s, {cores} cores, {secs} s window");
+    println!("pieyes bench: 2 eyes × {OUT} @ {FPS} fps, {BITRATE} bit/s per eye, {cores} cores, scale {}", scale());
+    let mut r = Report { rows: Vec::new(), json: Vec::new() };
+    let enc = encoder_alone(&mut r);
+    daemon_one_viewer(&mut r, enc);
+    many_viewers(&mut r, 50);
+    stalled_viewer(&mut r);
+    eye_movement(&mut r);
 
-    let (enc_mean, enc_p50, enc_p99, enc_bps) = encoder_alone();
-
-    let d = start_daemon();
-    let pid = d.child.id();
-    let stop = Arc::new(AtomicBool::new(false));
-    let viewers: Vec<_> = (0..2u8)
-        .map(|eye| {
-            let (addr, stop) = (d.addr, stop.clone());
-            std::thread::spawn(move || {
-                let mut ws = WsClient::connect(addr, &format!("/cam{eye}"), "").expect("viewer connects");
-                let mut h = Histogram::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    match ws.next_unit() {
-                        Ok(Some((hdr, _))) => {
-                            h.record(monotonic_us().saturating_sub(hdr.capture_us));
-                            n += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                (n, h)
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(3)); // warm-up: encoders settled, viewers joined
-    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
-    let cam_stat = thread_stat(pid, "synthetic-cam");
-    let frames = |s: &str| json_number(s, "frames");
-    let s0 = ctl(&d.control, "status");
-    let (cpu0, cam0, t0) = (cpu_us(&stat), cam_stat.as_deref().map_or(0.0, cpu_us), Instant::now());
-    let f0: f64 = s0.split("\"eye\":").skip(1).map(frames).sum();
-    std::thread::sleep(Duration::from_secs(secs));
-    let s1 = ctl(&d.control, "status");
-    let (cpu1, cam1, wall) = (cpu_us(&stat), cam_stat.as_deref().map_or(0.0, cpu_us), t0.elapsed().as_secs_f64());
-    let f1: f64 = s1.split("\"eye\":").skip(1).map(frames).sum();
-    let rss_kb = status_kb(pid, "VmRSS:");
-    let hwm_kb = status_kb(pid, "VmHWM:");
-    stop.store(true, Ordering::Relaxed);
-    let mut recv = Histogram::new();
-    let mut received = 0;
-    drop(d); // closes the viewers' sockets too
-    for v in viewers {
-        let (n, h) = v.join().unwrap();
-        received += n;
-        recv.merge(&h);
-    }
-    let eyes: Vec<&str> = s1.split("\"eye\":").skip(1).collect();
-    let sent_p50 = eyes.iter().map(|e| json_number(e, "capture_sent_p50")).fold(0.0, f64::max);
-    let sent_p99 = eyes.iter().map(|e| json_number(e, "capture_sent_p99")).fold(0.0, f64::max);
-    let drops: f64 = eyes.iter().map(|e| json_number(e, "drops") + json_number(e, "encoder_drops")).sum();
-
-    let frames_window = f1 - f0;
-    let cpu_per_frame = (cpu1 - cpu0) / frames_window;
-    let cpu_per_frame_no_cam = (cpu1 - cpu0 - (cam1 - cam0)) / frames_window;
-    let cpu_share = (cpu1 - cpu0) / (wall * 1e6);
-
-    let rows = [
-        ("encoder alone: CPU per frame (mean)", format!("{:.2} ms", ms(enc_mean))),
-        ("encoder alone: CPU per frame p50 / p99", format!("{:.2} / {:.2} ms", ms(enc_p50), ms(enc_p99))),
-        ("encoder alone: bitrate", format!("{:.2} Mbit/s", enc_bps as f64 / 1e6)),
-        (
-            "daemon: frames encoded in window (2 eyes)",
-            format!("{frames_window:.0} ({:.1} fps/eye)", frames_window / wall / 2.0),
-        ),
-        ("daemon: CPU per frame (whole process)", format!("{:.2} ms", ms(cpu_per_frame))),
-        ("daemon: CPU per frame without synthetic camera", format!("{:.2} ms", ms(cpu_per_frame_no_cam))),
-        ("daemon / encoder alone (without camera)", format!("{:.2}×", cpu_per_frame_no_cam / enc_mean)),
-        ("daemon / encoder alone (whole process)", format!("{:.2}×", cpu_per_frame / enc_mean)),
-        (
-            "daemon: CPU share",
-            format!("{:.0}% of one core ({:.0}% of the machine)", cpu_share * 100.0, cpu_share * 100.0 / cores as f64),
-        ),
-        ("daemon: RSS now / peak", format!("{:.1} / {:.1} MB", rss_kb as f64 / 1024.0, hwm_kb as f64 / 1024.0)),
-        ("server capture→sent p50 / p99", format!("{sent_p50:.1} / {sent_p99:.1} ms")),
-        (
-            "client capture→received p50 / p99",
-            format!("{:.1} / {:.1} ms", ms(recv.quantile(0.5) as f64), ms(recv.quantile(0.99) as f64)),
-        ),
-        ("frames received by the 2 viewers / dropped", format!("{received} / {drops:.0}")),
-    ];
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap();
-    for (k, v) in &rows {
-        println!("  {k:<width$}  {v}");
-    }
-
-    let commit = Command::new("git")
+    let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let date = Command::new("date")
+    let date = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let encoder = Obj::new()
-        .num("cpu_ms_per_frame_mean", ms(enc_mean))
-        .num("cpu_ms_per_frame_p50", ms(enc_p50))
-        .num("cpu_ms_per_frame_p99", ms(enc_p99))
-        .num("bitrate_bps", enc_bps as f64)
-        .finish();
-    let daemon = Obj::new()
-        .num("window_s", wall)
-        .num("frames", frames_window)
-        .num("cpu_ms_per_frame", ms(cpu_per_frame))
-        .num("cpu_ms_per_frame_without_camera", ms(cpu_per_frame_no_cam))
-        .num("ratio_to_encoder", cpu_per_frame / enc_mean)
-        .num("ratio_to_encoder_without_camera", cpu_per_frame_no_cam / enc_mean)
-        .num("cpu_share_of_one_core", cpu_share)
-        .num("rss_mb", rss_kb as f64 / 1024.0)
-        .num("rss_peak_mb", hwm_kb as f64 / 1024.0)
-        .num("capture_sent_p50_ms", sent_p50)
-        .num("capture_sent_p99_ms", sent_p99)
-        .num("capture_received_p50_ms", ms(recv.quantile(0.5) as f64))
-        .num("capture_received_p99_ms", ms(recv.quantile(0.99) as f64))
-        .num("frames_received", received as f64)
-        .num("drops", drops)
-        .finish();
-    let doc = Obj::new()
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name\t: ").map(String::from))
+        .unwrap_or_default();
+    let mut doc = Obj::new()
         .str("commit", &commit)
         .str("date", &date)
         .int("cores", cores as u64)
-        .str("config", &format!("2 eyes x {OUT} @ {FPS} fps, {BITRATE} bit/s, synthetic camera"))
-        .raw("encoder_alone", &encoder)
-        .raw("daemon_1_viewer", &daemon)
-        .raw("table", &json::array(rows.iter().map(|(k, v)| json::array([json::escape(k), json::escape(v)]))))
+        .str("cpu", &cpu_model)
+        .str("config", &format!("2 eyes x {OUT} @ {FPS} fps, {BITRATE} bit/s per eye, synthetic camera"))
+        .num("scale", scale());
+    for (k, v) in &r.json {
+        doc = doc.raw(k, v);
+    }
+    let doc = doc
+        .raw("table", &json::array(r.rows.iter().map(|(k, v)| json::array([json::escape(k), json::escape(v)]))))
         .finish();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{}-{commit}.json", date.replace(':', "")));
     std::fs::write(&file, &doc).unwrap();

@@ -52,6 +52,8 @@ pub struct Config {
     /// Group owning the control socket (mode 0660).
     pub control_group: Option<String>,
     pub timeouts: crate::limits::Timeouts,
+    /// A video viewer that takes no data for this long is disconnected.
+    pub viewer_timeout_us: u64,
     /// Flags given on the command line (they win over the state file).
     pub explicit: Vec<&'static str>,
 }
@@ -84,6 +86,7 @@ impl Default for Config {
             token: None,
             control_group: None,
             timeouts: crate::limits::Timeouts::default(),
+            viewer_timeout_us: crate::stream::fanout::Limits::default().stuck_us,
             explicit: Vec::new(),
         }
     }
@@ -112,6 +115,7 @@ usage:
   pieyes ctl <command…>       send one control command to a running daemon
   pieyes record [--addr HOST:PORT] --eye N --seconds S --out FILE
                               save S seconds of eye N's H.264 stream (Annex-B), print a JSON summary
+  pieyes selftest v4l2|dmabuf check the V4L2 encoder / dma-buf paths on this machine's kernel
   pieyes --help | --version
 
 options:
@@ -138,6 +142,8 @@ options:
   --header-timeout S    a request head must arrive within S seconds, else 408 (default 10)
   --idle-timeout S      idle keep-alive HTTP connections close after S seconds (default 60)
   --ping-interval S     quiet WebSockets are pinged after S seconds and closed S later (default 15)
+  --viewer-timeout S    a video viewer that takes no data for S seconds is dropped (default 10;
+                        one that falls behind by 12 frames is skipped to the next keyframe first)
   --inject FAULTS       test faults: KIND[=EYE]@START[+DURATION],… with KIND camera-stall,
                         camera-error, encoder-error, encoder-hang or state-full (seconds)
   --www DIR             serve the viewer from DIR instead of the built-in copy
@@ -156,6 +162,7 @@ pub enum Invocation {
     },
     /// `pieyes record …`: save one eye's stream (see `record`).
     Record(crate::record::RecordArgs),
+    Selftest(Vec<String>),
     Help,
     Version,
 }
@@ -197,6 +204,9 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut i = 0;
     if args.first().map(String::as_str) == Some("record") {
         return crate::record::parse(&args[1..]).map(Invocation::Record);
+    }
+    if args.first().map(String::as_str) == Some("selftest") {
+        return Ok(Invocation::Selftest(args[1..].to_vec()));
     }
     if args.first().map(String::as_str) == Some("ctl") {
         // `pieyes ctl [--control PATH] command…`
@@ -258,6 +268,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--cameras",
             "--encoder",
             "--inject",
+            "--viewer-timeout",
         ];
         if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
             cfg.explicit.push(f);
@@ -290,6 +301,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     _ => return Err(format!("--encoder: expected auto, software or v4l2, got {value:?}")),
                 }
             }
+            "--viewer-timeout" => cfg.viewer_timeout_us = (parse_num(flag, &value, 0.5, 3600.0)? * 1e6) as u64,
             "--inject" => cfg.faults.extend(crate::inject::Faults::parse(&value)?),
             "--size" => cfg.size = parse_size(flag, &value)?,
             "--sensor" => cfg.sensor = parse_size(flag, &value)?,

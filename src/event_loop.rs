@@ -1,9 +1,8 @@
 //! The `poll()` registry: each iteration the daemon lists (fd, token, interest), waits, and gets
 //! back the tokens that are ready. Moves no bytes and decides nothing.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Token {
@@ -24,52 +23,49 @@ pub struct Ready {
     pub hangup: bool,
 }
 
+/// The interest list of one loop iteration. Kept by the loop and refilled each time (`clear`,
+/// `add`…, `wait`), so waking up allocates nothing. The fds added must stay open until `wait`
+/// returns: the loop builds the list from what it owns and polls at once.
 #[derive(Default)]
-pub struct PollSet<'a> {
-    fds: Vec<PollFd<'a>>,
+pub struct PollSet {
+    fds: Vec<libc::pollfd>,
     tokens: Vec<Token>,
 }
 
-impl<'a> PollSet<'a> {
-    pub fn with_capacity(n: usize) -> Self {
-        PollSet { fds: Vec::with_capacity(n), tokens: Vec::with_capacity(n) }
+impl PollSet {
+    pub fn clear(&mut self) {
+        self.fds.clear();
+        self.tokens.clear();
     }
 
-    pub fn add(&mut self, fd: BorrowedFd<'a>, token: Token, read: bool, write: bool) {
-        let mut ev = PollFlags::empty();
+    pub fn add(&mut self, fd: BorrowedFd<'_>, token: Token, read: bool, write: bool) {
+        let mut events = 0;
         if read {
-            ev |= PollFlags::POLLIN;
+            events |= libc::POLLIN;
         }
         if write {
-            ev |= PollFlags::POLLOUT;
+            events |= libc::POLLOUT;
         }
-        self.fds.push(PollFd::new(fd, ev));
+        self.fds.push(libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 });
         self.tokens.push(token);
     }
 
     /// Wait up to `timeout_ms` (-1: forever) and append what is ready to `out`.
-    pub fn wait(mut self, timeout_ms: i32, out: &mut Vec<(Token, Ready)>) -> std::io::Result<()> {
-        let timeout = if timeout_ms < 0 {
-            PollTimeout::NONE
-        } else {
-            PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX)
-        };
-        match poll(&mut self.fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
+    pub fn wait(&mut self, timeout_ms: i32, out: &mut Vec<(Token, Ready)>) -> std::io::Result<()> {
+        if crate::sys::poll::poll(&mut self.fds, timeout_ms)? == 0 {
+            return Ok(());
         }
         for (fd, &token) in self.fds.iter().zip(&self.tokens) {
-            let Some(r) = fd.revents() else { continue };
-            if r.is_empty() {
+            let r = fd.revents;
+            if r == 0 {
                 continue;
             }
             out.push((
                 token,
                 Ready {
-                    readable: r.intersects(PollFlags::POLLIN | PollFlags::POLLPRI),
-                    writable: r.contains(PollFlags::POLLOUT),
-                    hangup: r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL),
+                    readable: r & (libc::POLLIN | libc::POLLPRI) != 0,
+                    writable: r & libc::POLLOUT != 0,
+                    hangup: r & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
                 },
             ));
         }

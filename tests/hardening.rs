@@ -166,7 +166,8 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
         s.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
     };
     assert_eq!(num(&after, "drops"), 0, "no frame was skipped for the viewer");
-    let lost = num(&after, "encoder_drops") + num(&after, "camera_starved")
+    let lost = num(&after, "encoder_drops") + num(&after, "camera_starved") + num(&after, "camera_skipped")
+        - num(&before, "camera_skipped")
         - num(&before, "encoder_drops")
         - num(&before, "camera_starved");
     let span = (units.last().unwrap().header.sequence - units[0].header.sequence + 1) as u64;
@@ -268,4 +269,69 @@ fn the_control_socket_is_not_stolen_and_a_stale_one_is_replaced() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
+
+#[test]
+fn a_stalled_viewer_is_skipped_to_keyframes_then_dropped_while_another_gets_every_frame() {
+    use std::io::Read;
+    // A high bitrate fills a stalled viewer's socket quickly.
+    let d =
+        Daemon::start(&["--size", "480x540", "--sensor", "1152x648", "--bitrate", "20000000", "--viewer-timeout", "3"]);
+    let healthy = Recorder::start(d.addr, 0);
+    let sock = socket2_tcp_small_rcvbuf(d.addr);
+    let mut stalled = sock;
+    let req = format!(
+        "GET /cam0 HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        d.addr
+    );
+    std::io::Write::write_all(&mut stalled, req.as_bytes()).unwrap();
+    let mut head = [0u8; 512];
+    let _ = stalled.read(&mut head).unwrap(); // the 101 and maybe the hello; then it stops reading
+    let t0 = std::time::Instant::now();
+    let mut dropped_seen = false;
+    while t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+        let log = d.log();
+        let st = d.ctl("status");
+        let eye0_drops: u64 = st.split("\"drops\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+        dropped_seen |= eye0_drops > 0;
+        if log.contains("stuck: no progress writing video") {
+            break;
+        }
+    }
+    assert!(dropped_seen, "the stalled viewer was skipped (drops counted) before it was dropped");
+    assert!(d.log().contains("stuck: no progress writing video"), "{}", d.log());
+    let status = d.ctl("status");
+    let units = healthy.stop();
+    let after = d.ctl("status"); // drop counts that cover every frame the viewer could have had
+    let num_after = |k: &str| -> u64 {
+        after.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    // Only the healthy viewer is left on eye 0: nothing was skipped for it, and every frame
+    // the encoder made reached it.
+    let viewers = status.split("\"viewer_latency_ms\":[").nth(1).unwrap().split(']').next().unwrap();
+    assert_eq!(viewers.matches("\"peer\"").count(), 1, "{viewers}");
+    assert!(viewers.contains("\"dropped\":0,"), "{viewers}");
+    let span = (units.last().unwrap().header.sequence - units[0].header.sequence + 1) as u64;
+    assert!(
+        units.len() as u64 + num_after("encoder_drops") + num_after("camera_starved") + num_after("camera_skipped")
+            >= span,
+        "the healthy viewer got every frame that was encoded: {} of {span}\n{}",
+        units.len(),
+        d.log().lines().filter(|l| l.contains("left eye") || l.contains("joined")).collect::<Vec<_>>().join("\n")
+    );
+    let rss_mb: f64 = after.split("\"rss_mb\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(rss_mb < 100.0, "memory stayed bounded: {rss_mb} MB");
+    drop(stalled);
+}
+
+/// A TCP connection with a tiny receive buffer, so a reader that stops blocks the sender soon.
+fn socket2_tcp_small_rcvbuf(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, connect, setsockopt, socket, sockopt};
+    let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None).unwrap();
+    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    let std::net::SocketAddr::V4(v4) = addr else { panic!("v4") };
+    use std::os::fd::AsRawFd;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(v4)).unwrap();
+    std::net::TcpStream::from(fd)
 }

@@ -1,5 +1,7 @@
 // pieyes viewer: both eyes over WebSocket, decoded with WebCodecs and drawn the moment a frame
 // is decoded. Wire format: README.md, "Wire format". No build step, no dependencies.
+// The control connection is control.js, steering controls.js, overlays overlays.js and the view
+// modes layout.js; this file decodes the eyes and wires the page together.
 'use strict';
 
 const HEADER_LEN = 32;
@@ -37,83 +39,14 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-const nowUs = () => performance.now() * 1000;
-const wsUrl = (path) => (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
-
-// ---- the control connection: clock offset and server status -----------------------------
-
-class Control {
-  constructor(onStatus) {
-    this.onStatus = onStatus;
-    this.pending = []; // reply handlers, in command order
-    this.offsetUs = 0; // daemon clock − local clock
-    this.rttUs = Infinity;
-    this.connect();
-  }
-
-  connect() {
-    this.ws = new WebSocket(wsUrl('/control'));
-    this.ws.onopen = () => {
-      setConn(true);
-      this.syncClock();
-    };
-    this.ws.onmessage = (ev) => {
-      const h = this.pending.shift();
-      if (h) h(String(ev.data));
-    };
-    this.ws.onclose = () => {
-      setConn(false);
-      this.pending = [];
-      setTimeout(() => this.connect(), 1000);
-    };
-  }
-
-  send(cmd, handler) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.pending.push(handler || (() => {}));
-    this.ws.send(cmd);
-    return true;
-  }
-
-  // NTP-style: keep the sample with the smallest round trip.
-  syncClock() {
-    let n = 0;
-    const once = () => {
-      const t0 = nowUs();
-      this.send('clock', (reply) => {
-        const t1 = nowUs();
-        const m = /clock=(\d+)/.exec(reply);
-        if (m && t1 - t0 < this.rttUs) {
-          this.rttUs = t1 - t0;
-          this.offsetUs = Number(m[1]) - (t0 + t1) / 2;
-        }
-        if (++n < 5) once();
-      });
-    };
-    this.rttUs = Infinity;
-    once();
-  }
-
-  daemonNowUs() {
-    return nowUs() + this.offsetUs;
-  }
-
-  pollStatus() {
-    this.send('status', (reply) => {
-      if (reply.startsWith('ok ')) {
-        try { this.onStatus(JSON.parse(reply.slice(3))); } catch (e) { /* a bad line is skipped */ }
-      }
-    });
-  }
-}
-
 // ---- one eye -----------------------------------------------------------------------------
 
 class Eye {
   constructor(index, figure, control) {
     this.index = index;
     this.figure = figure;
-    this.canvas = figure.querySelector('canvas');
+    this.view = figure.querySelector('.view');
+    this.canvas = figure.querySelector('canvas.video');
     this.ctx = this.canvas.getContext('2d', { alpha: false, desynchronized: true });
     this.statsEl = figure.querySelector('.stats');
     this.control = control;
@@ -122,6 +55,9 @@ class Eye {
     this.waitKey = true;
     this.backoff = 250;
     this.server = null; // this eye's entry in the last status
+    this.hello = null;
+    this.onHelloHook = null; // (eye) => …, after a hello (the picture's size may have changed)
+    this.onPaintHook = null; // (eye, frame) => …, after a frame is painted, before it is closed
     this.reset();
     this.connect();
   }
@@ -135,6 +71,8 @@ class Eye {
     this.latencies = [];
     this.lastSeq = null;
     this.lastHeader = null;
+    this.lastPaint = null; // { seq, captureUs, latencyMs } of the frame on screen
+    this.seqOf = new Map(); // capture time → sequence, for frames in the decoder
     this.windowStart = performance.now();
     this.windowPainted = 0;
     this.windowBytes = 0;
@@ -148,7 +86,7 @@ class Eye {
     this.ws = ws;
     ws.onopen = () => { this.backoff = 250; };
     ws.onmessage = (ev) => {
-      if (typeof ev.data === 'string') this.onHello(JSON.parse(ev.data));
+      if (typeof ev.data === 'string') this.onText(JSON.parse(ev.data));
       else this.onVideo(ev.data);
     };
     ws.onclose = () => {
@@ -160,20 +98,45 @@ class Eye {
     };
   }
 
+  onText(msg) {
+    if (msg.type === 'hello') this.onHello(msg);
+    else if (msg.type === 'status') this.onCameraStatus(msg);
+  }
+
+  // The daemon says this eye's camera or encoder is stalled or failing (or well again).
+  onCameraStatus(s) {
+    this.health = s;
+    let el = this.figure.querySelector('.camera-state');
+    if (!el) {
+      el = document.createElement('span');
+      el.className = 'camera-state';
+      this.figure.querySelector('figcaption').append(' ', el);
+    }
+    const bad = [s.camera !== 'ok' ? `camera ${s.camera}` : '', s.encoder !== 'ok' ? `encoder ${s.encoder}` : ''].filter(Boolean);
+    el.textContent = bad.length ? '⚠ ' + bad.join(', ') : '';
+    this.figure.classList.toggle('stale', bad.length > 0);
+  }
+
   onHello(h) {
-    if (h.type !== 'hello') return;
     if (this.canvas.width !== h.width || this.canvas.height !== h.height) {
       this.canvas.width = h.width;
       this.canvas.height = h.height;
     }
     this.hello = h;
     this.waitKey = true;
+    if (this.onHelloHook) this.onHelloHook(this);
+  }
+
+  // Width / height of the picture.
+  get aspect() {
+    return this.canvas.width / this.canvas.height;
   }
 
   closeDecoder() {
     if (this.decoder && this.decoder.state !== 'closed') this.decoder.close();
     this.decoder = null;
     this.waitKey = true;
+    this.seqOf.clear();
   }
 
   makeDecoder(codec) {
@@ -184,6 +147,7 @@ class Eye {
         console.warn('eye', this.index, 'decoder error', e);
         this.decoder = null; // a closed decoder; the next keyframe makes a new one
         this.waitKey = true;
+        this.seqOf.clear();
       },
     });
     this.decoder.configure({ codec, optimizeForLatency: true });
@@ -215,12 +179,18 @@ class Eye {
       return;
     }
     this.lastHeader = h;
+    if (this.seqOf.size > 64) this.seqOf.clear();
+    this.seqOf.set(h.captureUs, h.seq);
     this.decoder.decode(new EncodedVideoChunk({ type: h.key ? 'key' : 'delta', timestamp: h.captureUs, data: h.payload }));
   }
 
   paint(frame) {
     this.ctx.drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
     const lat = (this.control.daemonNowUs() - frame.timestamp) / 1000;
+    const seq = this.seqOf.get(frame.timestamp);
+    this.seqOf.delete(frame.timestamp);
+    this.lastPaint = { seq: seq === undefined ? null : seq, captureUs: frame.timestamp, latencyMs: lat };
+    if (this.onPaintHook) this.onPaintHook(this, frame);
     frame.close();
     this.figure.classList.remove('stale');
     this.painted++;
@@ -269,6 +239,29 @@ function setConn(ok) {
   el.className = 'badge ' + (ok ? 'ok' : 'bad');
 }
 
+// Steering rights: with `--token`, this page is view-only until the token is sent (`auth`).
+// The token may come from the page's URL fragment (#token=…) or the form; it is kept for
+// this tab only (sessionStorage) and sent again after a reconnect.
+function setupAuth(control) {
+  const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (fromHash) {
+    sessionStorage.setItem('pieyes-token', decodeURIComponent(fromHash[1]));
+    history.replaceState(null, '', location.pathname + location.search); // keep it out of the address bar
+  }
+  const show = () => {
+    const locked = control.tokenRequired && !control.maySteer;
+    document.getElementById('auth').hidden = !locked;
+    document.getElementById('viewonly-badge').hidden = !locked;
+  };
+  control.onAuthChange = show;
+  document.getElementById('auth-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const t = document.getElementById('auth-token').value.trim();
+    if (t) control.authenticate(t);
+  });
+  show();
+}
+
 function main() {
   if (!('VideoDecoder' in window) || !('EncodedVideoChunk' in window)) {
     document.getElementById('unsupported').hidden = false;
@@ -276,18 +269,40 @@ function main() {
     return;
   }
   const eyes = [];
-  const control = new Control((status) => {
-    for (const e of eyes) e.server = status.eyes && status.eyes[e.index];
-    document.getElementById('clock').textContent =
-      `daemon up ${status.uptime_s.toFixed(0)} s · clock offset ±${(control.rttUs / 2000).toFixed(1)} ms`;
+  let controls = null;
+  const control = new Control({
+    onConnection: (ok) => {
+      setConn(ok);
+      if (controls) controls.onConnection(ok);
+    },
+    onState: (state) => {
+      controls.setState(state);
+      control.onState(state);
+    },
+    onEvent: (ev) => controls.onEvent(ev),
+    onStatus: (status) => {
+      for (const e of eyes) e.server = status.eyes && status.eyes[e.index];
+      document.getElementById('clock').textContent =
+        `daemon up ${status.uptime_s.toFixed(0)} s · clock offset ±${(control.rttUs / 2000).toFixed(1)} ms`;
+    },
   });
-  document.querySelectorAll('.eye').forEach((fig) => eyes.push(new Eye(Number(fig.dataset.eye), fig, control)));
+  document.querySelectorAll('#eyes .eye').forEach((fig) => eyes.push(new Eye(Number(fig.dataset.eye), fig, control)));
+  const overlays = new Overlays(eyes, control);
+  const layout = new Layout(eyes, overlays);
+  controls = new Controls(control, eyes, layout);
   setInterval(() => {
     for (const e of eyes) e.tick();
     control.pollStatus();
   }, 1000);
   setInterval(() => control.syncClock(), 30000);
-  window.pieyes = { eyes, control, snapshot: () => eyes.map((e) => e.snapshot()) };
+  const latency = new LatencyProbe(eyes, control);
+  setupAuth(control);
+  window.pieyes = {
+    eyes, control, controls, layout, overlays, latency,
+    snapshot: () => eyes.map((e) => e.snapshot()),
+    state: () => controls.state, // the last commanded state the daemon reported
+    events: () => controls.events.slice(), // the last event lines received
+  };
 }
 
 main();

@@ -260,6 +260,9 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameStatus {
     Ok,
+    /// The sensor never captured the frame this request was queued for (the capture fell
+    /// behind); the buffer comes back unused. Not a fault: a lost frame.
+    Skipped,
     /// The camera gave the buffer back without a picture (libcamera's RequestCancelled/error).
     Failed(String),
 }
@@ -324,7 +327,8 @@ pub trait Camera {
     fn take_buffers(&mut self) -> Vec<FrameBuffer>;
 
     /// Queue a request. Returns the sequence number the frame is expected to carry (exact for
-    /// the synthetic camera; a prediction on real hardware, where the completion is the truth).
+    /// the synthetic camera, which hands a request back `Skipped` rather than let it slip to a
+    /// later frame; a prediction on real hardware, where the completion is the truth).
     fn queue_request(&mut self, request: Request) -> Result<u32, Box<(Request, CameraError)>>;
 
     /// The sequence a request queued now would be expected to carry.
@@ -336,7 +340,8 @@ pub trait Camera {
     /// Move all completed requests into `out` (call when the completion fd is readable).
     fn drain_completed(&mut self, out: &mut Vec<Completed>);
 
-    /// Frames the sensor produced with no request queued to receive them.
+    /// Frames the sensor produced that nobody received: no request was queued, or the
+    /// camera itself lost them.
     fn starved_frames(&self) -> u64;
 
     /// Mirror the picture from the next frame on (a real camera is reconfigured for this).

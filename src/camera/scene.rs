@@ -4,8 +4,8 @@
 //! the scene shifted by a small horizontal disparity, as the right eye of a stereo pair does.
 //!
 //! Rendering a frame is a nearest-neighbour scale of the crop into the output (index tables
-//! built once per frame, then one gather per pixel), so the "sensor" costs little CPU and the
-//! pixels still depend on exactly which crop was asked for.
+//! built once per frame, then one gather per pixel), so the "sensor" costs little CPU and
+//! memory and the pixels still depend on exactly which crop was asked for.
 
 use super::{I420Layout, Rect, Size};
 
@@ -17,9 +17,13 @@ const ORBIT_PERIOD_US: f32 = 4_000_000.0;
 pub struct Scene {
     sensor: Size,
     disparity: u32,
-    /// Texture width: the sensor plus the disparity margin eye 1 looks into.
+    /// Luma texels per row: the sensor plus the disparity margin eye 1 looks into, at half
+    /// resolution (one texel per 2×2 sensor pixels: features are at least that wide, and it
+    /// keeps the synthetic camera's memory small).
     tw: usize,
     y: Vec<u8>,
+    /// Chroma per tile (each tile one colour).
+    tiles_x: usize,
     u: Vec<u8>,
     v: Vec<u8>,
 }
@@ -35,14 +39,14 @@ impl Scene {
     /// Build the texture for a sensor of `sensor` pixels (takes a few tens of ms, once).
     pub fn new(sensor: Size, disparity: u32) -> Scene {
         assert!(sensor.w % 2 == 0 && sensor.h % 2 == 0);
-        let tw = (sensor.w + disparity + 1) as usize & !1;
-        let th = sensor.h as usize;
+        let tw = (sensor.w + disparity).div_ceil(2) as usize;
+        let th = (sensor.h / 2) as usize;
         let (cxs, cys) = (sensor.w as f32 / 2.0, sensor.h as f32 / 2.0);
         let mut y = vec![0u8; tw * th];
         for (row, line) in y.chunks_exact_mut(tw).enumerate() {
-            let sy = row as u32;
+            let sy = 2 * row as u32 + 1;
             for (col, px) in line.iter_mut().enumerate() {
-                let sx = col as u32;
+                let sx = 2 * col as u32 + 1;
                 let (tx, ty) = (sx / TILE, sy / TILE);
                 let h = hash(tx, ty);
                 let mut l = 60 + (h % 140) as i32;
@@ -50,7 +54,7 @@ impl Scene {
                 let (dx, dy) = ((sx % TILE) as i32 - 24, (sy % TILE) as i32 - 24);
                 let r2 = dx * dx + dy * dy;
                 let rr = 6 + (h >> 8) as i32 % 14;
-                if (r2 - rr * rr).abs() < 2 * rr {
+                if (r2 - rr * rr).abs() < 3 * rr {
                     l = if l > 128 { 30 } else { 225 };
                 }
                 // Grid lines between tiles.
@@ -65,17 +69,17 @@ impl Scene {
                 *px = l as u8;
             }
         }
-        let (cw, ch) = (tw / 2, th / 2);
-        let mut u = vec![128u8; cw * ch];
-        let mut v = vec![128u8; cw * ch];
-        for row in 0..ch {
-            for col in 0..cw {
-                let h = hash((col * 2) as u32 / TILE, (row * 2) as u32 / TILE).rotate_left(11);
-                u[row * cw + col] = 128 + (h % 61) as u8 - 30;
-                v[row * cw + col] = 128 + ((h >> 8) % 61) as u8 - 30;
+        let tiles_x = (sensor.w + disparity).div_ceil(TILE) as usize;
+        let tiles_y = sensor.h.div_ceil(TILE) as usize;
+        let (mut u, mut v) = (Vec::with_capacity(tiles_x * tiles_y), Vec::with_capacity(tiles_x * tiles_y));
+        for ty in 0..tiles_y {
+            for tx in 0..tiles_x {
+                let h = hash(tx as u32, ty as u32).rotate_left(11);
+                u.push(128 + (h % 61) as u8 - 30);
+                v.push(128 + ((h >> 8) % 61) as u8 - 30);
             }
         }
-        Scene { sensor, disparity, tw, y, u, v }
+        Scene { sensor, disparity, tw, y, tiles_x, u, v }
     }
 
     pub fn sensor(&self) -> Size {
@@ -98,20 +102,21 @@ impl Scene {
         xmap.clear();
         xmap.extend((0..w as u64).map(|x| crop.x + shift + (x * crop.w as u64 / w as u64) as u32));
         for (oy, line) in yp.chunks_exact_mut(w).enumerate() {
-            let sy = crop.y as usize + oy * crop.h as usize / h;
+            let sy = (crop.y as usize + oy * crop.h as usize / h) / 2;
             let src = &self.y[sy * self.tw..(sy + 1) * self.tw];
             for (px, &sx) in line.iter_mut().zip(xmap.iter()) {
-                *px = src[sx as usize];
+                *px = src[sx as usize / 2];
             }
         }
-        let (cw, ctw) = (w / 2, self.tw / 2);
+        let cw = w / 2;
+        let tile = TILE as usize;
         for (oy, (uline, vline)) in up.chunks_exact_mut(cw).zip(vp.chunks_exact_mut(cw)).enumerate() {
-            let sy = (crop.y as usize + 2 * oy * crop.h as usize / h) / 2;
-            let (usrc, vsrc) = (&self.u[sy * ctw..(sy + 1) * ctw], &self.v[sy * ctw..(sy + 1) * ctw]);
+            let row = (crop.y as usize + 2 * oy * crop.h as usize / h) / tile * self.tiles_x;
+            let (usrc, vsrc) = (&self.u[row..row + self.tiles_x], &self.v[row..row + self.tiles_x]);
             for (ox, (pu, pv)) in uline.iter_mut().zip(vline.iter_mut()).enumerate() {
-                let sx = xmap[2 * ox] as usize / 2;
-                *pu = usrc[sx];
-                *pv = vsrc[sx];
+                let t = xmap[2 * ox] as usize / tile;
+                *pu = usrc[t];
+                *pv = vsrc[t];
             }
         }
 

@@ -34,6 +34,7 @@ pub struct SyntheticConfig {
     pub fps: u32,
     /// Horizontal disparity between the eyes, sensor pixels.
     pub disparity: u32,
+    /// Two: one being captured, one being encoded (see `daemon::eye::MAX_ENCODER_BACKLOG`).
     pub buffers_per_eye: usize,
 }
 
@@ -44,7 +45,7 @@ impl Default for SyntheticConfig {
             output: Size { w: 960, h: 1080 },
             fps: 30,
             disparity: 24,
-            buffers_per_eye: 4,
+            buffers_per_eye: 2,
         }
     }
 }
@@ -172,8 +173,26 @@ fn capture_thread(
             let mut st = shared.state.lock().unwrap();
             let seq = st.next_tick.wrapping_add(ticks as u32 - 1);
             st.next_tick = seq.wrapping_add(1);
+            // Ticks the thread slept through are frames the sensor lost. Each takes the request
+            // queued for it (handed back as skipped), so every later request still lands on the
+            // sequence it was queued for — what a crop command's reply promised.
+            for (i, e) in st.eyes.iter_mut().enumerate() {
+                for lost in 0..ticks as u32 - 1 {
+                    match e.pending.pop_front() {
+                        Some(Request { buffer, controls }) => {
+                            let sequence = seq.wrapping_sub(ticks as u32 - 1).wrapping_add(lost);
+                            let meta = FrameMeta { eye: i as u8, sequence, capture_us: 0, crop: controls.crop };
+                            e.done.push_back(Completed { buffer, meta, status: FrameStatus::Skipped });
+                        }
+                        None => e.starved += 1,
+                    }
+                }
+            }
             (seq, st.new_fps.take(), [st.eyes[0].flip, st.eyes[1].flip])
         };
+        if ticks > 1 {
+            shared.doorbells.iter().for_each(|d| d.ring());
+        }
         let capture_us = next_us + (ticks - 1) * period_us;
         next_us = capture_us + period_us;
         if let Some(fps) = new_fps {
@@ -322,5 +341,55 @@ mod tests {
         assert_eq!((s.eye, s.sequence, s.crop), (0, a.meta.sequence, crop));
         let s = Stamp::read(b.buffer.pixels(), 320, 320).unwrap();
         assert_eq!(s.eye, 1);
+    }
+
+    #[test]
+    fn every_request_lands_on_the_sequence_it_was_promised_even_when_the_capture_falls_behind() {
+        let cfg = SyntheticConfig {
+            sensor: Size { w: 640, h: 360 },
+            output: Size { w: 320, h: 240 },
+            fps: 100,
+            disparity: 8,
+            buffers_per_eye: 2,
+        };
+        let (_rig, [mut eye, _other]) = SyntheticRig::start(&cfg, Default::default()).unwrap();
+        let mut free = eye.take_buffers();
+        let mut promised = std::collections::HashMap::new();
+        let (mut ok, mut skipped) = (0, 0);
+        let deadline = monotonic_us() + 1_500_000;
+        let mut n = 0u32;
+        while monotonic_us() < deadline {
+            if let Some(buffer) = free.pop() {
+                let crop = Rect::new(2 * (n % 100), 0, 320, 240);
+                let seq = eye.queue_request(Request { buffer, controls: Controls { crop } }).ok().unwrap();
+                promised.insert(seq, crop);
+                n += 1;
+            }
+            // Now and then hold the capture thread up for a few frame times.
+            if n % 20 == 0 {
+                let _held = eye.shared.state.lock().unwrap();
+                std::thread::sleep(Duration::from_millis(35));
+            }
+            std::thread::sleep(Duration::from_millis(3));
+            let mut done = Vec::new();
+            eye.drain_completed(&mut done);
+            for c in done {
+                let want = promised.remove(&c.meta.sequence);
+                assert_eq!(
+                    want,
+                    Some(c.meta.crop),
+                    "frame {} was not the one its request was queued for",
+                    c.meta.sequence
+                );
+                match c.status {
+                    FrameStatus::Ok => ok += 1,
+                    FrameStatus::Skipped => skipped += 1,
+                    FrameStatus::Failed(e) => panic!("{e}"),
+                }
+                free.push(c.buffer);
+            }
+        }
+        assert!(ok > 50, "{ok} frames captured");
+        assert!(skipped > 0, "the capture really fell behind ({skipped} skipped)");
     }
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use crate::control::line::LineReader;
+use crate::histogram::Histogram;
 use crate::limits::{MAX_COMMANDS_PER_S, MAX_WS_FRAMES_PER_S, RateLimit};
 use crate::stream::fanout::Subscriber;
 use crate::stream::outbox::{MAX_SLICES, Outbox};
@@ -63,6 +64,8 @@ pub struct Client {
     pub frames_seen: u64,
     pub frame_budget: RateLimit,
     pub command_budget: RateLimit,
+    /// Encoded → last byte written, per video packet, µs.
+    pub encoded_to_sent: Histogram,
     /// May send steering commands (always on the Unix socket; with the token, or when no
     /// token is set, on `/control`).
     pub may_steer: bool,
@@ -98,6 +101,7 @@ impl Client {
             frame_budget: RateLimit::new(MAX_WS_FRAMES_PER_S, 2 * MAX_WS_FRAMES_PER_S, now_us),
             command_budget: RateLimit::new(MAX_COMMANDS_PER_S, 2 * MAX_COMMANDS_PER_S, now_us),
             may_steer: false,
+            encoded_to_sent: Histogram::new(),
         }
     }
 
@@ -123,9 +127,15 @@ impl Client {
         ReadResult::Data
     }
 
-    /// Write as much of the outbox as the socket takes. Returns bytes written, or the error
-    /// that means the client is gone (EPIPE, ECONNRESET…).
-    pub fn flush(&mut self, mut sent: impl FnMut(&Packet)) -> std::io::Result<usize> {
+    /// Write as much of the outbox as the socket takes; `sent` sees each video packet whose
+    /// last byte went (and this viewer's encoded→sent histogram records it). Returns bytes
+    /// written, or the error that means the client is gone (EPIPE, ECONNRESET…).
+    pub fn flush(&mut self, now_us: u64, mut sent: impl FnMut(&Packet)) -> std::io::Result<usize> {
+        let hist = &mut self.encoded_to_sent;
+        let mut sent = |p: &Packet| {
+            hist.record(now_us.saturating_sub(p.encoded_us));
+            sent(p)
+        };
         let mut written = 0;
         while !self.outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];

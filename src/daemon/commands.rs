@@ -11,7 +11,9 @@ use crate::eyes::timeline::{Aim, Segment};
 use crate::histogram::Histogram;
 use crate::inject::Kind;
 use crate::json;
+use crate::metrics::{Metrics, rss_bytes};
 use crate::sys::clock::monotonic_us;
+use crate::sys::clock::process_cpu_us;
 
 fn check_eyes(d: &Daemon, target: Target) -> Result<&'static [u8], CmdError> {
     let eyes = target.eyes();
@@ -234,6 +236,7 @@ pub(super) fn state_json(d: &Daemon) -> String {
     let verge = d.eyes.first().map_or(0.0, |e| e.timeline.target_pose(&e.geometry, e.flip).verge);
     json::Obj::new()
         .bool("paused", d.paused)
+        .bool("token_required", d.token.is_some())
         .int("fps", d.fps as u64)
         .num("verge", verge)
         .raw("eyes", &json::array(eyes))
@@ -249,6 +252,91 @@ fn latency_json(encoded: &Histogram, sent: &Histogram) -> String {
         .num("capture_sent_p99", ms(sent, 0.99))
         .int("sent_samples", sent.count())
         .finish()
+}
+
+/// Every viewer's encoded→sent histogram of one eye, merged.
+fn viewers_encoded_to_sent(d: &Daemon, eye: usize) -> Histogram {
+    let mut h = Histogram::new();
+    for id in &d.eyes[eye].viewers {
+        if let Some(c) = d.clients.get(id) {
+            h.merge(&c.encoded_to_sent);
+        }
+    }
+    h
+}
+
+/// `/metrics`: Prometheus text format.
+pub(super) fn metrics_text(d: &Daemon, now: u64) -> String {
+    let mut m = Metrics::new();
+    m.gauge("pieyes_uptime_seconds", "Seconds since start-up.", &[], now.saturating_sub(d.started_us) as f64 / 1e6);
+    m.gauge("pieyes_resident_memory_bytes", "Resident set size.", &[], rss_bytes() as f64);
+    m.counter("pieyes_cpu_seconds_total", "CPU time of the whole process.", &[], process_cpu_us() as f64 / 1e6);
+    m.gauge("pieyes_clients", "Open connections of every kind.", &[], d.clients.len() as f64);
+    m.counter("pieyes_refused_connections_total", "Connections refused by the limits.", &[], d.refused as f64);
+    m.gauge("pieyes_paused", "1 while capture is paused.", &[], d.paused as u8 as f64);
+    for (i, e) in d.eyes.iter().enumerate() {
+        let eye = i.to_string();
+        let l: &[(&str, &str)] = &[("eye", &eye)];
+        let s = &e.stats;
+        m.gauge("pieyes_fps", "Frames encoded per second, last second.", l, s.fps);
+        m.gauge("pieyes_bitrate_bps", "Bits per second sent by the encoder, last second.", l, s.bitrate);
+        m.counter("pieyes_frames_captured_total", "Frames captured.", l, s.captured as f64);
+        m.counter("pieyes_frames_encoded_total", "Frames encoded.", l, s.encoded as f64);
+        m.counter("pieyes_keyframes_total", "IDR frames encoded.", l, s.keyframes as f64);
+        m.counter("pieyes_bytes_encoded_total", "Bytes of H.264 produced.", l, s.bytes as f64);
+        for (kind, v) in [
+            ("viewer", s.viewer_drops),
+            ("encoder_busy", s.encoder_drops),
+            ("camera_starved", e.camera.starved_frames()),
+            ("camera_failed", s.camera_failures),
+            ("camera_skipped", s.camera_skipped),
+            ("encoder_error", s.encoder_errors),
+        ] {
+            m.counter(
+                "pieyes_frames_dropped_total",
+                "Frames lost, by where.",
+                &[("eye", &eye), ("kind", kind)],
+                v as f64,
+            );
+        }
+        m.gauge("pieyes_viewers", "Video viewers connected.", l, e.viewers.len() as f64);
+        m.counter("pieyes_encode_cpu_seconds_total", "CPU time spent encoding.", l, s.encode_cpu_us as f64 / 1e6);
+        m.gauge(
+            "pieyes_camera_ok",
+            "1 while the camera delivers.",
+            l,
+            (e.camera_health.describe() == "ok") as u8 as f64,
+        );
+        m.gauge(
+            "pieyes_encoder_ok",
+            "1 while the encoder delivers.",
+            l,
+            (e.encoder_health.describe() == "ok") as u8 as f64,
+        );
+        m.histogram_us(
+            "pieyes_capture_to_encoded_seconds",
+            "Capture to access unit ready.",
+            l,
+            &s.capture_to_encoded,
+            5,
+        );
+        m.histogram_us(
+            "pieyes_capture_to_sent_seconds",
+            "Capture to last byte written, every viewer.",
+            l,
+            &s.capture_to_sent,
+            5,
+        );
+        let viewers = viewers_encoded_to_sent(d, i);
+        m.histogram_us(
+            "pieyes_encoded_to_sent_seconds",
+            "Access unit ready to last byte written, current viewers.",
+            l,
+            &viewers,
+            5,
+        );
+    }
+    m.finish()
 }
 
 pub(super) fn status_json(d: &Daemon, now: u64) -> String {
@@ -282,16 +370,35 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("surplus", s.surplus)
             .int("camera_starved", e.camera.starved_frames())
             .int("camera_failures", s.camera_failures)
+            .int("camera_skipped", s.camera_skipped)
             .int("encoder_errors", s.encoder_errors)
             .str("camera_state", &e.camera_health.describe())
             .str("encoder_state", &e.encoder_health.describe())
             .num("encode_ms", if s.encoded > 0 { s.encode_cpu_us as f64 / s.encoded as f64 / 1000.0 } else { 0.0 })
             .int("viewers", e.viewers.len() as u64)
             .raw("latency_ms", &latency_json(&s.capture_to_encoded, &s.capture_to_sent))
+            .raw(
+                "viewer_latency_ms",
+                &json::array(e.viewers.iter().filter_map(|id| d.clients.get(id)).map(|c| {
+                    let h = &c.encoded_to_sent;
+                    let dropped = match &c.role {
+                        super::client::Role::Video { sub, .. } => sub.dropped,
+                        _ => 0,
+                    };
+                    json::Obj::new()
+                        .str("peer", &c.peer)
+                        .int("dropped", dropped)
+                        .num("encoded_sent_p50", h.quantile(0.5) as f64 / 1000.0)
+                        .num("encoded_sent_p99", h.quantile(0.99) as f64 / 1000.0)
+                        .int("sent", h.count())
+                        .finish()
+                })),
+            )
             .finish()
     });
     json::Obj::new()
         .str("version", env!("CARGO_PKG_VERSION"))
+        .num("rss_mb", rss_bytes() as f64 / 1048576.0)
         .num("uptime_s", (now.saturating_sub(d.started_us)) as f64 / 1e6)
         .int("now_us", now)
         .int("fps_target", d.fps as u64)

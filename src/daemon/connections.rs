@@ -140,7 +140,7 @@ impl Daemon {
                 e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
             }
         };
-        match c.flush(sent) {
+        match c.flush(now, sent) {
             Ok(n) => {
                 if n > 0 {
                     if let Role::Video { sub, .. } = &mut c.role {
@@ -195,8 +195,9 @@ impl Daemon {
                 e.stats.viewer_drops += sub.dropped - before;
             }
         }
-        let ids = e.viewers.clone();
-        for id in ids {
+        for i in 0..self.eyes[eye as usize].viewers.len() {
+            // (a write error drops the client and shortens the list: re-check the index)
+            let Some(&id) = self.eyes[eye as usize].viewers.get(i) else { break };
             self.flush_client(id, now);
         }
     }

@@ -17,9 +17,10 @@ use crate::sys::clock::monotonic_us;
 /// tick and keeps eye movements within two frames of the command (a deeper queue would carry
 /// stale crops); real cameras that need more say so through `Eye::new`.
 pub const SYNTHETIC_REQUEST_DEPTH: usize = 1;
-/// Frames allowed inside the encoder at once; past that a frame is dropped at the source
-/// rather than queued, so a slow encoder costs frames, never latency.
-pub const MAX_ENCODER_BACKLOG: usize = 2;
+/// Frames allowed inside the encoder at once. One: a frame that finds the encoder busy is
+/// dropped at the source rather than queued behind another, so a slow encoder costs frames,
+/// never latency — and each eye needs only two frame buffers (one capturing, one encoding).
+pub const MAX_ENCODER_BACKLOG: usize = 1;
 /// An encoder holding frames this long without answering is reported as stalled.
 pub const ENCODER_STALL_US: u64 = 2_000_000;
 
@@ -55,6 +56,8 @@ pub const MIN_FORCED_IDR_INTERVAL_US: u64 = 500_000;
 pub struct EyeStats {
     pub captured: u64,
     pub camera_failures: u64,
+    /// Frames the camera never captured although a request was queued for them.
+    pub camera_skipped: u64,
     pub encoded: u64,
     pub keyframes: u64,
     pub bytes: u64,
@@ -218,6 +221,11 @@ impl Eye {
         let mut done = std::mem::take(&mut self.completed);
         self.camera.drain_completed(&mut done);
         for c in done.drain(..) {
+            if c.status == FrameStatus::Skipped {
+                self.stats.camera_skipped += 1;
+                self.free.push(c.buffer);
+                continue;
+            }
             if let FrameStatus::Failed(why) = &c.status {
                 self.stats.camera_failures += 1;
                 if let Some(ch) = self.camera_health.failed(why, now_us) {

@@ -75,6 +75,8 @@ pub struct Daemon {
     sync: &'static str,
     /// Both eyes number their frames on one clock (see `setup::Cameras::shared_clock`).
     shared_clock: bool,
+    /// systemd's notify socket, when run as a Type=notify service.
+    notifier: Option<crate::sys::sd_notify::Notifier>,
 }
 
 /// Bind the control socket: refuse to take over a live daemon's socket, replace a stale one.
@@ -183,6 +185,7 @@ impl Daemon {
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
         }
+        let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let mut d = Daemon {
             control_path: cfg.control.clone(),
             cfg,
@@ -196,7 +199,7 @@ impl Daemon {
             clients: HashMap::new(),
             next_client: 1,
             www,
-            fanout_limits: Limits::default(),
+            fanout_limits,
             started_us: monotonic_us(),
             stopping_deadline: None,
             accept_paused_until: 0,
@@ -209,6 +212,7 @@ impl Daemon {
             pairing: Pairing::new(1_000_000 / fps.max(1) as u64),
             sync: cams.sync,
             shared_clock: cams.shared_clock,
+            notifier: crate::sys::sd_notify::Notifier::from_env(),
         };
         d.token = d.cfg.token.clone();
         if d.token.is_some() {
@@ -224,6 +228,10 @@ impl Daemon {
 
     pub fn run(mut self) -> Result<(), String> {
         let mut ready = Vec::with_capacity(64);
+        let mut pollset = PollSet::default();
+        if let Some(n) = &self.notifier {
+            n.ready(&format!("streaming on http://{}/", self.http.local_addr().map_err(|e| e.to_string())?));
+        }
         loop {
             let now = monotonic_us();
             if let Some(deadline) = self.stopping_deadline {
@@ -233,7 +241,8 @@ impl Daemon {
             }
             ready.clear();
             {
-                let mut set = PollSet::with_capacity(8 + self.clients.len());
+                let set = &mut pollset;
+                set.clear();
                 set.add(self.signals.as_fd(), Token::Signal, true, false);
                 set.add(self.housekeeping.as_fd(), Token::Housekeeping, true, false);
                 if self.stopping_deadline.is_none() && now >= self.accept_paused_until {
@@ -242,7 +251,10 @@ impl Daemon {
                 }
                 for e in &self.eyes {
                     set.add(e.camera.completion_fd(), Token::Camera(e.index), true, false);
-                    set.add(e.encoder.completion_fd(), Token::Encoder(e.index), true, false);
+                    let want = e.encoder.interest();
+                    if want.any() {
+                        set.add(e.encoder.completion_fd(), Token::Encoder(e.index), want.readable, want.writable);
+                    }
                 }
                 for (&id, c) in &self.clients {
                     set.add(c.stream.as_fd(), Token::Client(id), !c.closing, c.wants_write());
@@ -294,6 +306,9 @@ impl Daemon {
             return;
         }
         crate::info!("{sig}: shutting down, closing {} connection(s)", self.clients.len());
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         self.stopping_deadline = Some(now + SHUTDOWN_GRACE_US);
         let ids: Vec<u64> = self.clients.keys().copied().collect();
         for id in ids {
@@ -319,6 +334,9 @@ impl Daemon {
     }
 
     fn housekeep(&mut self, now: u64) {
+        if let Some(n) = &mut self.notifier {
+            n.keep_alive(now);
+        }
         for e in &mut self.eyes {
             e.stats.tick(now);
             e.tick(now);

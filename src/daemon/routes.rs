@@ -12,6 +12,9 @@ use crate::ws::connection::Connection;
 use crate::ws::frame::{Opcode, Role as WsRole};
 use crate::ws::handshake;
 
+/// Kernel send buffer of a video viewer's socket: a few frames, well under a second.
+const VIDEO_SNDBUF: usize = 256 * 1024;
+
 enum After {
     /// Response queued; keep reading requests if keep-alive.
     Responded,
@@ -95,6 +98,11 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
                 let hello = hello_json(d, eye);
                 c.outbox.push_bytes(ws.message(Opcode::Text, hello.as_bytes()));
                 c.role = Role::Video { eye, ws, sub: Subscriber::new(d.fanout_limits, now) };
+                // A small kernel send buffer keeps a slow viewer's backlog in our queue, where
+                // the fan-out policy sees it (skip to a keyframe), not hidden in the kernel.
+                if let Err(e) = crate::sys::socket::set_send_buffer(&c.stream, VIDEO_SNDBUF) {
+                    crate::debug!("client {id}: SO_SNDBUF: {e}");
+                }
                 let e = &mut d.eyes[eye as usize];
                 e.viewers.push(id);
                 e.keyframes.request();
@@ -119,6 +127,12 @@ fn route(d: &mut Daemon, id: u64, c: &mut Client, req: &Request, now: u64) -> Af
         return refuse(c, 405, "only GET and HEAD", &[("Allow", "GET, HEAD")], now);
     }
     let keep = req.keep_alive();
+    if req.path == "/metrics" {
+        let body = commands::metrics_text(d, now);
+        let headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")];
+        c.outbox.push_bytes(response::build(200, &headers, body.as_bytes(), keep, head_only));
+        return After::Responded;
+    }
     if req.path == "/status" {
         let body = commands::status_json(d, now);
         let headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")];

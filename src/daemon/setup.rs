@@ -7,6 +7,7 @@ use crate::camera::select::{self, Backend};
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
 use crate::config::{CameraChoice, Config, EncoderChoice};
 use crate::encoder::software::SoftwareEncoder;
+use crate::encoder::v4l2::{self, V4l2Encoder};
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::inject::SharedFaults;
 
@@ -103,6 +104,20 @@ pub fn open_cameras(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cam
 }
 // --- end camera selection ---
 
+// ---- encoders (--encoder auto|software|v4l2) ----
+
+fn software(eye: u8, enc: EncoderConfig, faults: &SharedFaults) -> Result<Box<dyn Encoder>, String> {
+    let e = SoftwareEncoder::start(eye, enc, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
+    Ok(Box::new(e))
+}
+
+fn v4l2(eye: u8, dev: v4l2::DeviceInfo, enc: EncoderConfig, faults: &SharedFaults) -> Result<Box<dyn Encoder>, String> {
+    let opts = v4l2::Options { codec: v4l2::Codec::H264, ..v4l2::Options::default() };
+    Ok(Box::new(V4l2Encoder::open(dev, eye, enc, opts, faults.clone())?))
+}
+
+/// `--encoder v4l2`: the machine's V4L2 H.264 encoder (found by capability) or an error;
+/// `auto`: that encoder when there is one (Pi 4), else software (Pi 5, a PC).
 pub fn open_encoder(
     cfg: &Config,
     eye: u8,
@@ -110,10 +125,37 @@ pub fn open_encoder(
     faults: &SharedFaults,
 ) -> Result<Box<dyn Encoder>, String> {
     match cfg.encoder {
-        EncoderChoice::V4l2 => Err("this build has no V4L2 encoder support yet".into()),
-        EncoderChoice::Software | EncoderChoice::Auto => {
-            let e = SoftwareEncoder::start(eye, enc, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
-            Ok(Box::new(e))
+        EncoderChoice::Software => {
+            crate::info!("eye {eye}: encoder software (--encoder software)");
+            software(eye, enc, faults)
         }
+        EncoderChoice::V4l2 => {
+            let dev = v4l2::find_encoder(v4l2::Codec::H264, None)
+                .map_err(|why| format!("--encoder v4l2: no V4L2 H.264 encoder: {why}"))?;
+            crate::info!("eye {eye}: encoder v4l2 (--encoder v4l2): {}", dev.path.display());
+            v4l2(eye, dev, enc, faults).map_err(|e| format!("--encoder v4l2: {e}"))
+        }
+        EncoderChoice::Auto => match v4l2::find_encoder(v4l2::Codec::H264, None) {
+            Ok(dev) => {
+                let path = dev.path.clone();
+                match v4l2(eye, dev, enc, faults) {
+                    Ok(e) => {
+                        crate::info!("eye {eye}: encoder auto: {} is a V4L2 H.264 encoder: using it", path.display());
+                        Ok(e)
+                    }
+                    Err(why) => {
+                        crate::warn!(
+                            "eye {eye}: encoder auto: V4L2 encoder {} unusable ({why}): software",
+                            path.display()
+                        );
+                        software(eye, enc, faults)
+                    }
+                }
+            }
+            Err(why) => {
+                crate::info!("eye {eye}: encoder auto: software (OpenH264): {why}");
+                software(eye, enc, faults)
+            }
+        },
     }
 }

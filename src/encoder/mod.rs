@@ -6,6 +6,7 @@
 pub mod h264;
 pub mod picture;
 pub mod software;
+pub mod v4l2;
 
 use std::os::fd::BorrowedFd;
 
@@ -51,9 +52,35 @@ pub struct Encoded {
     pub done_us: u64,
 }
 
+/// What the loop waits for on an encoder's completion fd: POLLIN, POLLOUT, or nothing at all
+/// (then the fd stays out of that poll).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl Interest {
+    pub const READABLE: Interest = Interest { readable: true, writable: false };
+    pub const NONE: Interest = Interest { readable: false, writable: false };
+
+    pub fn any(self) -> bool {
+        self.readable || self.writable
+    }
+}
+
 pub trait Encoder {
-    /// Readable when [`Encoder::drain`] has results.
+    /// Ready (as [`Encoder::interest`] says) when [`Encoder::drain`] has results. Ask again
+    /// every loop iteration: an encoder may hand out another fd from one to the next (the V4L2
+    /// encoder: its device, or an eventfd while finished frames wait outside the device).
     fn completion_fd(&self) -> BorrowedFd<'_>;
+
+    /// What to wait for on [`Encoder::completion_fd`] now. An eventfd doorbell: readable.
+    /// A V4L2 M2M device: readable (CAPTURE done), writable too while a result waits for its
+    /// OUTPUT buffer, nothing while no frame is inside.
+    fn interest(&self) -> Interest {
+        Interest::READABLE
+    }
 
     /// Hand a frame to the encoder. On failure the job (and its buffer) comes back.
     fn queue(&mut self, job: EncodeJob) -> Result<(), Box<(EncodeJob, String)>>;

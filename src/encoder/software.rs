@@ -1,6 +1,7 @@
 //! The software H.264 encoder (the Pi 5 path: it has no hardware encoder): OpenH264 on one
 //! worker thread per eye. The worker reads the camera's buffer in place (no copy into the
-//! encoder), writes the access unit after some reserved headroom, and rings the loop's doorbell.
+//! encoder; a dma-buf between DMA_BUF_IOCTL_SYNC START and END), writes the access unit after
+//! some reserved headroom, and rings the loop's doorbell.
 //!
 //! Settings are the low-latency ones: Constrained Baseline (no B-frames, no reordering), one
 //! frame in → one frame out (no lookahead), bitrate rate control without frame skipping (a
@@ -23,6 +24,7 @@ use super::{AccessUnit, EncodeJob, Encoded, Encoder, EncoderConfig, h264};
 use crate::camera::FrameBuffer;
 use crate::inject::{Kind, SharedFaults};
 use crate::sys::clock::{monotonic_us, thread_cpu_us};
+use crate::sys::dmabuf::{Access, SyncPolicy};
 use crate::sys::notify::Doorbell;
 
 /// Bytes reserved in front of each access unit: the largest WebSocket frame header (10) plus
@@ -94,6 +96,10 @@ pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
 fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig, eye: u8, faults: SharedFaults) {
     let mut enc = new_h264_encoder(&cfg);
     let mut scratch = Scratch::default();
+    // A camera's dma-buf is read in place between DMA_BUF_IOCTL_SYNC START and END; a memfd
+    // answers the first SYNC with ENOTTY and is never asked again.
+    let mut sync = SyncPolicy::default();
+    let mut sync_error_reported = false;
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Configure(cfg) => {
@@ -105,6 +111,25 @@ fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig, eye: u8, f
                     std::thread::sleep(std::time::Duration::from_micros(until.saturating_sub(monotonic_us())));
                 }
                 let cpu0 = thread_cpu_us();
+                let access = match sync.begin(job.buffer.fd(), Access::Read) {
+                    Ok(a) => {
+                        if a.is_some() && !sync_error_reported && sync.dmabuf() == Some(true) {
+                            // First dma-buf: say once that frames are read in place with syncs.
+                            sync_error_reported = true;
+                            crate::debug!(
+                                "eye {eye}: software encoder reads the camera's dma-bufs in place (DMA_BUF_IOCTL_SYNC)"
+                            );
+                        }
+                        a
+                    }
+                    Err(e) => {
+                        if !sync_error_reported {
+                            sync_error_reported = true;
+                            crate::warn!("eye {eye}: DMA_BUF_IOCTL_SYNC on a camera buffer: {e}; reading anyway");
+                        }
+                        None
+                    }
+                };
                 let result = match enc.as_mut() {
                     _ if faults.active(Kind::EncoderError, eye, monotonic_us()).is_some() => {
                         Err("injected encoder error".to_string())
@@ -112,6 +137,7 @@ fn worker(rx: Receiver<Msg>, shared: Arc<Shared>, cfg: EncoderConfig, eye: u8, f
                     Ok(e) => encode_one(e, &job.buffer, job.force_idr, &mut scratch),
                     Err(e) => Err(e.clone()),
                 };
+                drop(access);
                 let out = Encoded {
                     buffer: job.buffer,
                     meta: job.meta,

@@ -132,6 +132,9 @@ pub fn clean_path(path: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None; // from_str_radix alone would take a sign: "%+1" as byte 1
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -143,7 +146,7 @@ pub fn clean_path(path: &str) -> Option<String> {
     if !s.starts_with('/') || s.contains('\0') || s.contains('\\') {
         return None;
     }
-    if s[1..].split('/').enumerate().any(|(i, seg)| seg == ".." || seg == "." || (seg.is_empty() && i > 0)) {
+    if s[1..].split('/').any(|seg| seg == ".." || seg == "." || (seg.is_empty() && s != "/")) {
         return None;
     }
     Some(s)
@@ -209,5 +212,23 @@ mod tests {
         {
             assert_eq!(clean_path(bad), None, "{bad}");
         }
+    }
+
+    /// Found by fuzz/http_request: a leading empty segment ("//a", "/%2Fa") was let through.
+    #[test]
+    fn clean_path_refuses_a_leading_double_slash() {
+        for bad in ["//a/ HTTP/1.1\r\nHost: a\n\r\r\n", "//", "//viewer.js", "/%2Fviewer.js", "//etc/passwd"] {
+            assert_eq!(clean_path(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Found by fuzz/http_request: "%+1" decoded as byte 0x01 (`from_str_radix` takes a sign).
+    #[test]
+    fn clean_path_takes_only_two_hex_digits_after_percent() {
+        assert_eq!(clean_path("/0a)2%+1 1 0a)2%+1 0a)2%+1*0P./P."), None);
+        for bad in ["/%+1", "/%+f", "/%-1", "/a%+2e"] {
+            assert_eq!(clean_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(clean_path("/%41%6a").as_deref(), Some("/Aj"));
     }
 }

@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../../www/index.html")),
     ("viewer.js", include_bytes!("../../www/viewer.js")),
+    ("control.js", include_bytes!("../../www/control.js")),
+    ("controls.js", include_bytes!("../../www/controls.js")),
+    ("layout.js", include_bytes!("../../www/layout.js")),
+    ("overlays.js", include_bytes!("../../www/overlays.js")),
     ("stamp.js", include_bytes!("../../www/stamp.js")),
+    ("latency.js", include_bytes!("../../www/latency.js")),
     ("style.css", include_bytes!("../../www/style.css")),
 ];
 

@@ -21,7 +21,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_queued_frames: 8, max_queued_bytes: 4 << 20, stuck_us: 10_000_000 }
+        Limits { max_queued_frames: 12, max_queued_bytes: 4 << 20, stuck_us: 10_000_000 }
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Packet {
     start: usize,
     pub keyframe: bool,
     pub meta: FrameMeta,
+    /// When the access unit was ready, CLOCK_MONOTONIC µs.
+    pub encoded_us: u64,
 }
 
 impl Packet {
@@ -103,7 +105,7 @@ impl Packet {
         header.write((&mut data[h0..headroom]).try_into().unwrap());
         let start = h0 - ws_len;
         data[start..h0].copy_from_slice(&ws[..ws_len]);
-        Packet { bytes: data, start, keyframe, meta }
+        Packet { bytes: data, start, keyframe, meta, encoded_us }
     }
 
     /// The bytes to write: one complete WebSocket frame.

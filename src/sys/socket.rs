@@ -18,3 +18,10 @@ pub fn set_nodelay(fd: impl AsFd) -> std::io::Result<()> {
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::TcpNoDelay, &true)?;
     Ok(())
 }
+
+/// Bound the kernel's send buffer for a socket (the kernel doubles the value for its own
+/// bookkeeping and disables autotuning for it).
+pub fn set_send_buffer(fd: impl AsFd, bytes: usize) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &bytes)?;
+    Ok(())
+}

@@ -18,13 +18,13 @@ try {
 
   // Pixels: read each canvas's stamp the way a latency probe would.
   const stamps = await page.evaluate(() =>
-    [...document.querySelectorAll('canvas')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width)));
+    [...document.querySelectorAll('canvas.video')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width)));
   check(stamps.length === 2 && stamps.every((s) => s !== null), 'both canvases carry a readable stamp: ' + JSON.stringify(stamps));
   check(stamps[0].eye === 0 && stamps[1].eye === 1, 'left canvas is eye 0, right is eye 1');
   const a = stamps.map((s) => s.sequence);
   await page.waitForTimeout(500);
   const later = await page.evaluate(() =>
-    [...document.querySelectorAll('canvas')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width).sequence));
+    [...document.querySelectorAll('canvas.video')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width).sequence));
   check(later[0] > a[0] && later[1] > a[1], `video is live (sequence ${a} → ${later})`);
 
   const snap = await page.evaluate(() => window.pieyes.snapshot());

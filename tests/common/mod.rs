@@ -39,24 +39,66 @@ impl Drop for TempDir {
     }
 }
 
+/// `pieyes` as a `Command`. When the tests are cross-compiled (`make aarch64`), the binary is
+/// for another architecture: `PIEYES_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`,
+/// the same words as cargo's target runner) is put in front of it. Unset or empty: run it directly.
+pub fn pieyes_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_pieyes");
+    let runner = std::env::var("PIEYES_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// True when the daemon runs under an emulator (`PIEYES_TEST_RUNNER` set, as by `make aarch64`).
+pub fn emulated() -> bool {
+    std::env::var("PIEYES_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}
+
+/// How long to wait for the daemon to say it listens. Under an emulator (`PIEYES_TEST_RUNNER`)
+/// start-up is several times slower, so allow more there.
+fn start_timeout() -> Duration {
+    Duration::from_secs(if emulated() { 60 } else { 20 })
+}
+
 impl Daemon {
     /// Start `pieyes` with the given extra flags; waits until it listens.
     pub fn start(args: &[&str]) -> Daemon {
+        Self::start_with_env(args, &[])
+    }
+
+    /// `start` with extra environment variables. systemd's notify variables are never inherited
+    /// from the test's own environment: only those given here reach the daemon.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let dir = TempDir::new("daemon");
         let state = dir.0.join("state.conf");
-        Self::start_with_state(args, dir, &state)
+        Self::spawn(args, env, dir, &state)
     }
 
     /// Start with a given state file (which may outlive this daemon, for restart tests).
     pub fn start_with_state(args: &[&str], dir: TempDir, state: &Path) -> Daemon {
+        Self::spawn(args, &[], dir, state)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &std::ffi::OsStr)], dir: TempDir, state: &Path) -> Daemon {
         let control = dir.0.join("ctl.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pieyes"))
+        let mut child = pieyes_command()
             .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--control"])
             .arg(&control)
             .arg("--state")
             .arg(state)
             .args(args)
             .env("PIEYES_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -75,7 +117,7 @@ impl Daemon {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+        let addr = match rx.recv_timeout(start_timeout()) {
             Ok(a) => a.parse().unwrap(),
             Err(_) => {
                 let _ = child.kill();

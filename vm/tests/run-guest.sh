@@ -17,7 +17,9 @@ for t in "$P"/tests/[0-9][0-9]-*.sh; do
   case "$t" in *.host.sh) continue ;; esac
   [ -e "$t" ] || continue
   name=$(basename "$t" .sh)
-  export TEST_RESULTS="$R/$name"
+  # Each test gets its own results dir (also as RESULTS_DIR, for scripts written to run alone
+  # through vm/run.sh) and finds pieyes on PATH or as $PIEYES_BIN.
+  export TEST_RESULTS="$R/$name" RESULTS_DIR="$R/$name" PIEYES_BIN="$P/bin/pieyes"
   mkdir -p "$TEST_RESULTS"
   limit=${PIEYES_GUEST_TEST_TIMEOUT:-300}
   echo "=== $name (limit ${limit}s)"
