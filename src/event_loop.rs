@@ -3,7 +3,6 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Token {
     Signal,
