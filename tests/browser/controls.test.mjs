@@ -433,7 +433,7 @@ try {
     console.log('screenshot:', shot);
     await page.reload();
     await ready();
-    const kept = await page.evaluate(() => [...document.querySelectorAll('#overlay-toggles input[data-overlay]')].every((i) => i.checked));
+    const kept = await page.evaluate(() => [...document.querySelectorAll('#overlay-toggles input')].every((i) => i.checked));
     check(kept, 'overlay toggles are remembered across a reload (localStorage)');
   }
 
