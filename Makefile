@@ -12,7 +12,7 @@ BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium python3-venv
 CONFORMANCE_VENV := target/conformance-venv
 
-.PHONY: run test lint unit browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm
+.PHONY: run test lint unit browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm test-vm
 .PHONY: aarch64 aarch64-build deps-aarch64 cross deploy
 
 # The Pi: 64-bit Raspberry Pi OS (bookworm or newer). Debian's cross compilers link the binary
@@ -60,8 +60,9 @@ run: deps-build
 	$(CARGO) run --release -- $(RUN_ARGS)
 
 ## make test: install what the tests need, then lint, unit + integration tests, the same tests
-## again on the aarch64 build under qemu (`make aarch64`), browser tests, WebSocket conformance
-test: deps-test lint unit aarch64 browser conformance
+## again on the aarch64 build under qemu (`make aarch64`), browser tests, WebSocket conformance,
+## and the libcamera build against real libcamera (+ the V4L2 encoder on vicodec) in the VM
+test: deps-test lint unit aarch64 browser conformance test-vm
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -102,6 +103,11 @@ fuzz: deps-fuzz
 	  $(FUZZ_CARGO) fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
 	done
+
+## make test-vm: `--features libcamera` built in a Debian trixie chroot and run against real
+## libcamera 0.4 (vimc + virtual cameras) in a cached QEMU guest; needs root (vm/test-vm.sh)
+test-vm:
+	$(SUDO) env CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} vm/test-vm.sh
 
 ## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/
 bench: deps-test

@@ -113,6 +113,8 @@ pieyes — two low-latency H.264 eyes for a robot
 usage:
   pieyes [options]            run the daemon
   pieyes ctl <command…>       send one control command to a running daemon
+  pieyes record [--addr HOST:PORT] --eye N --seconds S --out FILE
+                              save S seconds of eye N's H.264 stream (Annex-B), print a JSON summary
   pieyes selftest v4l2|dmabuf check the V4L2 encoder / dma-buf paths on this machine's kernel
   pieyes --help | --version
 
@@ -120,7 +122,8 @@ options:
   --listen ADDR:PORT    HTTP/WebSocket address (default 127.0.0.1:8000)
   --camera KIND         auto | synthetic | libcamera (default auto: libcamera cameras if found,
                         else the synthetic stereo camera)
-  --cameras A,B         which libcamera cameras are eye 0 and eye 1, by index or id (default 0,1)
+  --cameras A,B         which libcamera cameras are eye 0 and eye 1: index, id or a unique part
+                        of an id (default: the first two; with --mono, one)
   --mono                one eye only (one camera)
   --encoder KIND        auto | software | v4l2 (default auto: a V4L2 H.264 encoder if the
                         machine has one, as a Pi 4 does; else software, as on a Pi 5)
@@ -153,7 +156,12 @@ environment:
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
     Run(Box<Config>),
-    Ctl { control: PathBuf, words: Vec<String> },
+    Ctl {
+        control: PathBuf,
+        words: Vec<String>,
+    },
+    /// `pieyes record …`: save one eye's stream (see `record`).
+    Record(crate::record::RecordArgs),
     Selftest(Vec<String>),
     Help,
     Version,
@@ -194,6 +202,9 @@ fn check_token(t: &str) -> Result<String, String> {
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
     let mut i = 0;
+    if args.first().map(String::as_str) == Some("record") {
+        return crate::record::parse(&args[1..]).map(Invocation::Record);
+    }
     if args.first().map(String::as_str) == Some("selftest") {
         return Ok(Invocation::Selftest(args[1..].to_vec()));
     }

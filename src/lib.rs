@@ -23,6 +23,7 @@ pub mod inject;
 pub mod json;
 pub mod limits;
 pub mod metrics;
+pub mod record;
 pub mod selftest;
 pub mod stream;
 pub mod sys;

@@ -15,6 +15,7 @@ fn main() {
             0
         }
         Ok(Invocation::Ctl { control, words }) => pieyes::control::ctl::run(&control, &words),
+        Ok(Invocation::Record(args)) => pieyes::record::run(&args),
         Ok(Invocation::Selftest(args)) => pieyes::selftest::run(&args),
         Ok(Invocation::Run(cfg)) => match pieyes::daemon::Daemon::new(*cfg).and_then(|d| d.run()) {
             Ok(()) => 0,

@@ -4,7 +4,15 @@
 //! with its sequence number, CLOCK_MONOTONIC capture time and the crop actually applied.
 //! The output size is fixed while the crop moves, as on the Pi where the ISP scales the crop.
 
+pub mod fixup;
+#[cfg(feature = "libcamera")]
+pub mod libcamera;
+pub mod pacing;
+pub mod pairing;
+pub mod requests;
+pub mod retry;
 pub mod scene;
+pub mod select;
 pub mod stamp;
 pub mod synthetic;
 
@@ -288,6 +296,9 @@ pub struct CameraInfo {
     /// Smallest crop the camera honours (the largest zoom).
     pub min_crop: Size,
     pub fps: u32,
+    /// Whether the camera applies `ScalerCrop` at all. When it does not (libcamera's vimc and
+    /// virtual cameras), every frame reports the whole `sensor` area as its applied crop.
+    pub crop_supported: bool,
 }
 
 #[derive(Debug)]
@@ -338,6 +349,10 @@ pub trait Camera {
 
     /// Change the frame rate.
     fn set_fps(&mut self, fps: u32) -> Result<(), CameraError>;
+
+    /// Housekeeping from the daemon's timer (~10 Hz): a real camera notices here that it
+    /// vanished and retries opening it with backoff. Never blocks for long.
+    fn tick(&mut self, _now_us: u64) {}
 }
 
 /// The largest crop with the output's aspect ratio, centred in the sensor: the whole view.

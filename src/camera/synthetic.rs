@@ -120,6 +120,7 @@ impl SyntheticRig {
                     output: cfg.output,
                     min_crop: MIN_CROP,
                     fps: cfg.fps,
+                    crop_supported: true,
                 },
                 shared: shared.clone(),
                 buffers,

@@ -32,6 +32,18 @@ fn common_sequence(d: &Daemon, eyes: &[u8]) -> u32 {
         .expect("at least one eye")
 }
 
+/// The sequence from which a change applies to eye `i`: the common one when the eyes share a
+/// frame clock; otherwise the eye's own (free-running cameras number their frames apart, and
+/// the same number is not the same moment).
+fn start_sequence(d: &Daemon, i: u8, common: u32) -> u32 {
+    if d.shared_clock { common } else { d.eyes[i as usize].next_unrequested_sequence() }
+}
+
+/// ` seqN=S` for an eye whose start differs from the reply's `seq=` (free-running cameras).
+fn own_seq(i: u8, s: u32, first: u32) -> String {
+    if s == first { String::new() } else { format!(" seq{i}={s}") }
+}
+
 fn frames_for(d: &Daemon, over_ms: u32) -> u32 {
     if over_ms == 0 { 0 } else { ((over_ms as u64 * d.fps as u64).div_ceil(1000) as u32).max(1) }
 }
@@ -42,7 +54,8 @@ fn pose_text(p: Pose) -> String {
 
 /// Plan a pose change for `eyes` and describe it: `ok seq=S [until=E] cropN=… viewN=x,y,zoom …`.
 fn plan(d: &mut Daemon, eyes: &[u8], over_ms: u32, change: impl Fn(Pose) -> Pose) -> String {
-    let seq = common_sequence(d, eyes);
+    let common = common_sequence(d, eyes);
+    let seq = start_sequence(d, eyes[0], common);
     let frames = frames_for(d, over_ms);
     let mut reply = format!("ok seq={seq}");
     if frames > 1 {
@@ -50,13 +63,14 @@ fn plan(d: &mut Daemon, eyes: &[u8], over_ms: u32, change: impl Fn(Pose) -> Pose
     }
     let mut verge = 0.0;
     for &i in eyes {
+        let s = start_sequence(d, i, common);
         let e = &mut d.eyes[i as usize];
         let cur = e.timeline.target_pose(&e.geometry, e.flip);
         let to = e.geometry.clamp(change(cur));
         let (g, flip) = (e.geometry, e.flip);
-        e.timeline.move_to(seq, to, frames, &g, flip);
+        e.timeline.move_to(s, to, frames, &g, flip);
         verge = to.verge;
-        reply.push_str(&format!(" crop{i}={} view{i}={}", e.target_crop(), pose_text(to)));
+        reply.push_str(&format!("{} crop{i}={} view{i}={}", own_seq(i, s, seq), e.target_crop(), pose_text(to)));
     }
     reply.push_str(&format!(" verge={}", num(verge)));
     reply
@@ -92,20 +106,22 @@ pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, 
         }
         Command::Offset { eye, dx, dy } => {
             let eyes = check_eyes(d, Target::Eye(eye))?;
-            let seq = common_sequence(d, eyes);
+            let seq = start_sequence(d, eye, common_sequence(d, eyes));
             let e = &mut d.eyes[eye as usize];
             e.offset = (dx, dy);
             format!("ok seq={seq} crop{eye}={} offset{eye}={dx},{dy}", e.target_crop())
         }
         Command::Crop { target, rect } => {
             let eyes = check_eyes(d, target)?;
-            let seq = common_sequence(d, eyes);
+            let common = common_sequence(d, eyes);
+            let seq = start_sequence(d, eyes[0], common);
             let mut reply = format!("ok seq={seq}");
             for &i in eyes {
+                let s = start_sequence(d, i, common);
                 let e = &mut d.eyes[i as usize];
                 let applied = e.crop_of(Aim::Raw(rect));
-                e.timeline.set_from(seq, Segment::Hold(Aim::Raw(applied)));
-                reply.push_str(&format!(" crop{i}={applied}"));
+                e.timeline.set_from(s, Segment::Hold(Aim::Raw(applied)));
+                reply.push_str(&format!("{} crop{i}={applied}", own_seq(i, s, seq)));
             }
             reply
         }
@@ -136,6 +152,7 @@ pub(super) fn execute(d: &mut Daemon, cmd: Command, now: u64) -> Result<String, 
                 e.encoder.configure(e.encoder_cfg);
             }
             d.fps = fps;
+            d.pairing.set_period(1_000_000 / fps as u64);
             format!("ok fps={fps}")
         }
         Command::Bitrate { target, bps } => {
@@ -342,6 +359,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
                 &json::array([info.sensor.x, info.sensor.y, info.sensor.w, info.sensor.h].map(|v| v.to_string())),
             )
             .raw("crop", &json::array([c.x, c.y, c.w, c.h].map(|v| v.to_string())))
+            .bool("crop_supported", info.crop_supported)
             .raw("sequence", &e.last_sequence.map_or("null".into(), |s| s.to_string()))
             .str("flip", e.flip.name())
             .num("fps", s.fps)
@@ -353,6 +371,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("bytes", s.bytes)
             .int("drops", s.viewer_drops)
             .int("encoder_drops", s.encoder_drops)
+            .int("surplus", s.surplus)
             .int("camera_starved", e.camera.starved_frames())
             .int("camera_failures", s.camera_failures)
             .int("camera_skipped", s.camera_skipped)
@@ -392,6 +411,26 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
         .str("state_file", &d.cfg.state.display().to_string())
         .raw("state", &state_json(d))
         .raw("eyes", &json::array(eyes))
+        .raw("stereo", &stereo_json(d))
+        .finish()
+}
+
+/// How the two eyes' frames line up in time: the sync the cameras have, and the skew of the
+/// frames paired by capture timestamp (`null` with one eye).
+fn stereo_json(d: &Daemon) -> String {
+    if d.eyes.len() < 2 {
+        return "null".into();
+    }
+    let p = &d.pairing;
+    let ms = |us: u64| us as f64 / 1000.0;
+    json::Obj::new()
+        .str("sync", d.sync)
+        .int("pairs", p.pairs)
+        .raw("unpaired", &json::array(p.unpaired.map(|v| v.to_string())))
+        .num("skew_ms_last", p.last.map_or(f64::NAN, |l| l.skew_us as f64 / 1000.0))
+        .num("skew_ms_p50", ms(p.skew.quantile(0.5)))
+        .num("skew_ms_p99", ms(p.skew.quantile(0.99)))
+        .num("skew_ms_max", ms(p.skew.max()))
         .finish()
 }
 

@@ -24,6 +24,26 @@ pub const MAX_ENCODER_BACKLOG: usize = 1;
 /// An encoder holding frames this long without answering is reported as stalled.
 pub const ENCODER_STALL_US: u64 = 2_000_000;
 
+/// At most `fps` frames a second go to the encoder, by capture time: a frame is taken when it is
+/// no earlier than a quarter period before its slot, so a camera at the rate (with jitter) loses
+/// nothing and a faster one is thinned to the rate.
+#[derive(Clone, Debug, Default)]
+pub struct RateLimit {
+    due_us: Option<u64>,
+}
+
+impl RateLimit {
+    pub fn take(&mut self, capture_us: u64, fps: u32) -> bool {
+        let p = 1_000_000 / fps.max(1) as u64;
+        let due = self.due_us.unwrap_or(0);
+        if capture_us + p / 4 < due {
+            return false;
+        }
+        self.due_us = Some(if capture_us > due + p { capture_us + p } else { due + p });
+        true
+    }
+}
+
 /// A camera that has delivered nothing for five frame times (at least a second) is stalled.
 pub fn camera_stall_us(fps: u32) -> u64 {
     (5_000_000 / fps.max(1) as u64).max(1_000_000)
@@ -44,6 +64,9 @@ pub struct EyeStats {
     pub encoder_errors: u64,
     /// Frames dropped before the encoder because it was still busy.
     pub encoder_drops: u64,
+    /// Frames beyond the configured rate, not encoded (a camera that ignores the frame rate:
+    /// libcamera 0.4's virtual camera fills requests as fast as they come).
+    pub surplus: u64,
     /// Frames not delivered to a viewer (slow viewers skipped to a keyframe), all viewers.
     pub viewer_drops: u64,
     pub encode_cpu_us: u64,
@@ -112,6 +135,9 @@ pub struct Eye {
     pub encoder_health: Health,
     /// Health changes for the daemon to log, announce to `watch` and to this eye's viewers.
     pub health_changes: Vec<(&'static str, Change)>,
+    rate: RateLimit,
+    /// (sequence, capture µs) of good frames since the daemon last took them (stereo pairing).
+    pub captured_times: Vec<(u32, u64)>,
     completed: Vec<Completed>,
     encoded: Vec<Encoded>,
     /// When each frame inside the encoder was handed to it (sequence, µs).
@@ -152,6 +178,8 @@ impl Eye {
             camera_health: Health::new(camera_stall_us(30), monotonic_us()),
             encoder_health: Health::new(ENCODER_STALL_US, monotonic_us()),
             health_changes: Vec::new(),
+            captured_times: Vec::new(),
+            rate: RateLimit::default(),
             completed: Vec::new(),
             encoded: Vec::new(),
             queued_at: std::collections::VecDeque::with_capacity(8),
@@ -217,11 +245,17 @@ impl Eye {
                 self.health_changes.push(("camera", ch));
             }
             self.stats.captured += 1;
+            self.captured_times.push((c.meta.sequence, c.meta.capture_us));
             if c.meta.crop != self.last_crop || self.last_sequence.is_none() {
                 self.events.push(format!("event crop eye={} seq={} crop={}", self.index, c.meta.sequence, c.meta.crop));
             }
             self.last_crop = c.meta.crop;
             self.last_sequence = Some(c.meta.sequence);
+            if !self.rate.take(c.meta.capture_us, self.encoder_cfg.fps) {
+                self.stats.surplus += 1;
+                self.free.push(c.buffer);
+                continue;
+            }
             if self.encoder.in_flight() >= MAX_ENCODER_BACKLOG {
                 self.stats.encoder_drops += 1;
                 self.free.push(c.buffer);
@@ -292,6 +326,7 @@ impl Eye {
     /// Housekeeping: notice a camera that stopped delivering or an encoder that stopped
     /// answering.
     pub fn tick(&mut self, now_us: u64) {
+        self.camera.tick(now_us);
         self.camera_health.set_stall_after(camera_stall_us(self.camera.info().fps));
         if let Some(ch) = self.camera_health.tick(!self.paused, now_us) {
             self.health_changes.push(("camera", ch));
@@ -299,5 +334,32 @@ impl Eye {
         if let Some(ch) = self.encoder_health.tick(self.encoder.in_flight() > 0, now_us) {
             self.health_changes.push(("encoder", ch));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+
+    fn kept(captures: impl Iterator<Item = u64>, fps: u32) -> Vec<u64> {
+        let mut r = RateLimit::default();
+        captures.filter(|&t| r.take(t, fps)).collect()
+    }
+
+    #[test]
+    fn a_camera_at_the_rate_loses_nothing_even_with_jitter() {
+        let p = 33_333;
+        let times: Vec<u64> = (0..300u64).map(|i| 1_000_000 + i * p + (i * 7919 % 13) * 500).collect();
+        assert_eq!(kept(times.iter().copied(), 30).len(), 300);
+        // A slower camera is never thinned either.
+        assert_eq!(kept((0..50u64).map(|i| i * 2 * p + (i % 3) * 1000), 30).len(), 50);
+    }
+
+    #[test]
+    fn a_faster_camera_is_thinned_to_the_rate() {
+        // 60 frames/s for 10 s, asked for 15: about 150 kept, evenly.
+        let k = kept((0..600u64).map(|i| 5_000_000 + i * 16_667), 15);
+        assert!((149..=151).contains(&k.len()), "{}", k.len());
+        assert!(k.windows(2).all(|w| (w[1] - w[0]).abs_diff(66_667) <= 16_667), "even spacing");
     }
 }

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::camera::pairing::Pairing;
 use crate::config::{Config, gop_frames};
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::encoder::EncoderConfig;
@@ -69,6 +70,11 @@ pub struct Daemon {
     token: Option<String>,
     /// Connections refused by the connection limits.
     refused: u64,
+    /// The two eyes' frames paired by capture time, and how the cameras are synchronised.
+    pairing: Pairing,
+    sync: &'static str,
+    /// Both eyes number their frames on one clock (see `setup::Cameras::shared_clock`).
+    shared_clock: bool,
     /// systemd's notify socket, when run as a Type=notify service.
     notifier: Option<crate::sys::sd_notify::Notifier>,
 }
@@ -203,6 +209,9 @@ impl Daemon {
             pending_events: Vec::new(),
             token: None,
             refused: 0,
+            pairing: Pairing::new(1_000_000 / fps.max(1) as u64),
+            sync: cams.sync,
+            shared_clock: cams.shared_clock,
             notifier: crate::sys::sd_notify::Notifier::from_env(),
         };
         d.token = d.cfg.token.clone();
@@ -276,7 +285,10 @@ impl Daemon {
             }
             Token::HttpListener => self.accept_http(now),
             Token::ControlListener => self.accept_control(now),
-            Token::Camera(e) => self.eyes[e as usize].on_camera_ready(now),
+            Token::Camera(e) => {
+                self.eyes[e as usize].on_camera_ready(now);
+                self.pair_frames(e);
+            }
             Token::Encoder(e) => {
                 let mut packets = std::mem::take(&mut self.packets);
                 self.eyes[e as usize].on_encoder_ready(&mut packets, now);
@@ -307,6 +319,18 @@ impl Daemon {
             c.close_after_flush(now, SHUTDOWN_GRACE_US);
             self.flush_client(id, now);
         }
+    }
+
+    /// Feed an eye's new frames to the stereo pairing (two eyes only).
+    fn pair_frames(&mut self, e: u8) {
+        let frames = std::mem::take(&mut self.eyes[e as usize].captured_times);
+        if self.eyes.len() == 2 {
+            for &(seq, t) in &frames {
+                self.pairing.push(e, seq, t);
+            }
+        }
+        self.eyes[e as usize].captured_times = frames;
+        self.eyes[e as usize].captured_times.clear();
     }
 
     fn housekeep(&mut self, now: u64) {

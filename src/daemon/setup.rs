@@ -3,6 +3,7 @@
 //! this build has.
 
 use crate::camera::Camera;
+use crate::camera::select::{self, Backend};
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
 use crate::config::{CameraChoice, Config, EncoderChoice};
 use crate::encoder::software::SoftwareEncoder;
@@ -15,6 +16,11 @@ pub struct Cameras {
     pub eyes: Vec<Box<dyn Camera>>,
     /// Requests each camera keeps queued.
     pub request_depth: usize,
+    /// How the two eyes' frames are synchronised (shown in `status`).
+    pub sync: &'static str,
+    /// Whether the eyes' sequence numbers count the same capture ticks (synthetic; hardware
+    /// synchronised sensors), so that a command for both lands on one tick in both.
+    pub shared_clock: bool,
     pub keepalive: Option<Box<dyn std::any::Any>>,
 }
 
@@ -23,19 +29,80 @@ fn synthetic(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, S
     let (rig, cams) = SyntheticRig::start(&syn, faults.clone()).map_err(|e| format!("synthetic camera: {e}"))?;
     let eyes: Vec<Box<dyn Camera>> =
         cams.into_iter().take(if cfg.mono { 1 } else { 2 }).map(|c| Box::new(c) as Box<dyn Camera>).collect();
-    Ok(Cameras { eyes, request_depth: super::eye::SYNTHETIC_REQUEST_DEPTH, keepalive: Some(Box::new(rig)) })
+    Ok(Cameras {
+        eyes,
+        request_depth: super::eye::SYNTHETIC_REQUEST_DEPTH,
+        sync: "synthetic (both eyes on one capture tick)",
+        shared_clock: true,
+        keepalive: Some(Box::new(rig)),
+    })
+}
+
+// --- camera selection: libcamera or synthetic (see camera::select for the rules) ---
+#[cfg(feature = "libcamera")]
+mod libcamera_cameras {
+    use std::rc::Rc;
+
+    use super::Cameras;
+    use crate::camera::Camera;
+    use crate::camera::libcamera::{Libcamera, LibcameraEye, REQUEST_DEPTH, SYNC};
+    use crate::camera::select::Found;
+    use crate::config::Config;
+
+    /// Start libcamera and list its cameras.
+    pub fn probe() -> (Option<Rc<Libcamera>>, Found) {
+        match Libcamera::start() {
+            Ok(lib) => {
+                let ids = lib.camera_ids();
+                crate::info!("libcamera cameras: {ids:?}");
+                (Some(lib), Some(Ok(ids)))
+            }
+            Err(e) => (None, Some(Err(e))),
+        }
+    }
+
+    pub fn open(lib: Rc<Libcamera>, ids: &[String], cfg: &Config, fps: u32) -> Result<Cameras, String> {
+        let mut eyes: Vec<Box<dyn Camera>> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let cam = LibcameraEye::open(lib.clone(), i as u8, id, cfg.size, fps)
+                .map_err(|e| format!("eye {i}: camera {id:?}: {e}"))?;
+            eyes.push(Box::new(cam));
+        }
+        Ok(Cameras {
+            eyes,
+            request_depth: REQUEST_DEPTH,
+            sync: SYNC,
+            shared_clock: false,
+            keepalive: Some(Box::new(lib)),
+        })
+    }
 }
 
 pub fn open_cameras(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, String> {
-    match cfg.camera {
-        CameraChoice::Synthetic => synthetic(cfg, fps, faults),
-        CameraChoice::Libcamera => Err("this build has no libcamera support (build with --features libcamera)".into()),
-        CameraChoice::Auto => {
-            crate::info!("camera auto: no libcamera support in this build; using the synthetic stereo camera");
+    let wants_libcamera = cfg.camera != CameraChoice::Synthetic;
+    #[cfg(feature = "libcamera")]
+    let (lib, found) = if wants_libcamera { libcamera_cameras::probe() } else { (None, None) };
+    #[cfg(not(feature = "libcamera"))]
+    let found: select::Found = {
+        let _ = wants_libcamera; // nothing to ask: this build has no libcamera
+        None
+    };
+    match select::choose(cfg.camera, found, &cfg.cameras, cfg.mono)? {
+        Backend::Synthetic { fallback } => {
+            if let Some(why) = fallback {
+                crate::info!("camera auto: {why}; using the synthetic stereo camera");
+            }
             synthetic(cfg, fps, faults)
         }
+        #[cfg(feature = "libcamera")]
+        Backend::Libcamera { ids } => {
+            libcamera_cameras::open(lib.expect("libcamera started when it found cameras"), &ids, cfg, fps)
+        }
+        #[cfg(not(feature = "libcamera"))]
+        Backend::Libcamera { .. } => unreachable!("select::choose never picks libcamera in a build without it"),
     }
 }
+// --- end camera selection ---
 
 // ---- encoders (--encoder auto|software|v4l2) ----
 
