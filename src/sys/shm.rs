@@ -9,33 +9,30 @@ use std::ptr::NonNull;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-pub struct SharedMemory {
-    fd: OwnedFd,
+/// A shared, read/write mapping of (part of) an fd; unmapped on drop. The fd may be closed
+/// while mapped (the kernel keeps the object alive), but a device's buffers must be unmapped
+/// before the device frees them.
+pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; `&self` gives shared reads and
 // `&mut self` exclusive writes, exactly like a `Vec<u8>`, so it may move between threads.
-unsafe impl Send for SharedMemory {}
+unsafe impl Send for Mapping {}
 // SAFETY: as above; shared references only read.
-unsafe impl Sync for SharedMemory {}
+unsafe impl Sync for Mapping {}
 
-impl SharedMemory {
-    /// A new zero-filled memfd of `len` bytes, mapped read/write.
-    pub fn memfd(name: &str, len: usize) -> std::io::Result<Self> {
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)?;
-        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
-        Self::map(fd, len)
-    }
-
-    /// Map an existing buffer fd (a dmabuf from a camera or a memfd) of `len` bytes.
-    pub fn map(fd: OwnedFd, len: usize) -> std::io::Result<Self> {
+impl Mapping {
+    /// Map `len` bytes of `fd` from `offset`.
+    pub fn new(fd: BorrowedFd<'_>, len: usize, offset: libc::off_t) -> std::io::Result<Mapping> {
         let size = NonZeroUsize::new(len).ok_or(std::io::ErrorKind::InvalidInput)?;
-        // SAFETY: a fresh shared mapping of a buffer we hold the fd of; no Rust object aliases it.
-        let ptr =
-            unsafe { mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, &fd, 0)? };
-        Ok(SharedMemory { fd, ptr: ptr.cast(), len })
+        // SAFETY: a fresh shared mapping of an object we hold an fd of; no Rust object aliases
+        // it, and `Mapping` unmaps it on drop.
+        let ptr = unsafe {
+            mmap(None, size, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, fd, offset)?
+        };
+        Ok(Mapping { ptr: ptr.cast(), len })
     }
 
     pub fn len(&self) -> usize {
@@ -47,7 +44,8 @@ impl SharedMemory {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is our live mapping; shared borrow of self means no writer.
+        // SAFETY: ptr..ptr+len is our live mapping; a shared borrow of self means no writer
+        // through this value (a device writes a buffer only while it is queued to it).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -58,16 +56,53 @@ impl SharedMemory {
     }
 }
 
-impl AsFd for SharedMemory {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the region mapped in `new`; no slice into it can outlive `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
     }
 }
 
-impl Drop for SharedMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the region mapped in `map`; no slice into it can outlive `self`.
-        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+/// A buffer that is an fd, with its mapping.
+pub struct SharedMemory {
+    fd: OwnedFd,
+    map: Mapping,
+}
+
+impl SharedMemory {
+    /// A new zero-filled memfd of `len` bytes, mapped read/write.
+    pub fn memfd(name: &str, len: usize) -> std::io::Result<Self> {
+        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)?;
+        nix::unistd::ftruncate(&fd, len as libc::off_t)?;
+        Self::map(fd, len)
+    }
+
+    /// Map an existing buffer fd (a dmabuf from a camera or a memfd) of `len` bytes.
+    pub fn map(fd: OwnedFd, len: usize) -> std::io::Result<Self> {
+        let map = Mapping::new(fd.as_fd(), len, 0)?;
+        Ok(SharedMemory { fd, map })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.as_slice()
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.map.as_mut_slice()
+    }
+}
+
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

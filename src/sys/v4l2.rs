@@ -8,15 +8,12 @@
 //! Nothing here decides anything: the choices live in `encoder::v4l2`.
 
 use std::ffi::CStr;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use nix::sys::stat::Mode;
 
 /// A four-character code as V4L2 spells pixel formats (`v4l2_fourcc`).
@@ -661,21 +658,7 @@ impl Device {
 
     /// Map an MMAP buffer found with [`Device::query_buffer`].
     pub fn map_buffer(&self, offset: u32, length: u32) -> std::io::Result<Mapping> {
-        let len = NonZeroUsize::new(length as usize).ok_or(std::io::ErrorKind::InvalidInput)?;
-        // SAFETY: a fresh shared mapping of a driver buffer at the offset the driver gave;
-        // no Rust object aliases it; `Mapping` unmaps it on drop.
-        let ptr = unsafe {
-            mmap(
-                None,
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                &self.fd,
-                offset as libc::off_t,
-            )
-        }
-        .map_err(to_io)?;
-        Ok(Mapping { ptr: ptr.cast(), len: length as usize })
+        Mapping::new(self.fd.as_fd(), length as usize, offset as libc::off_t)
     }
 
     /// QBUF buffer `index`, stamped with `timestamp_us` (returned on the CAPTURE buffer made
@@ -860,42 +843,9 @@ impl AsFd for Device {
     }
 }
 
-/// One mmap'ed MMAP buffer of a device. Unmapped on drop; the device must outlive it (the
-/// encoder drops its mappings before REQBUFS 0 and before the device).
-pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr..ptr+len is our live mapping; a shared borrow of self means no writer
-        // through this value. The device writes CAPTURE buffers only while they are queued,
-        // and the encoder reads a buffer only between DQBUF and the next QBUF.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: ptr..ptr+len is our live mapping and the exclusive borrow of self makes this
-        // the only reference into it; OUTPUT buffers are written only while dequeued.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the region mapped in `map_buffer`; no slice into it outlives self.
-        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
-    }
-}
+/// One mmap'ed MMAP buffer of a device. The device must outlive it (the encoder drops its
+/// mappings before REQBUFS 0 and before the device).
+pub use super::shm::Mapping;
 
 #[cfg(test)]
 mod tests {
