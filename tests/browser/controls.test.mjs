@@ -9,17 +9,11 @@ import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { startDaemon, launch, check, artifacts, binary } from './lib.mjs';
+import { runTest, check, artifacts, binary } from './lib.mjs';
 
-const TOTAL_BUDGET_MS = 300000; // the whole file, however loaded the machine
-const watchdog = setTimeout(() => {
-  console.error('FAILED: controls.test.mjs took longer than ' + TOTAL_BUDGET_MS / 1000 + ' s');
-  process.exit(1);
-}, TOTAL_BUDGET_MS);
-
-const daemon = await startDaemon(['--fps', '30']);
-const statePath = join(dirname(daemon.control), 'state.conf'); // lib.mjs passes --state there
-const browser = await launch();
+let daemon; // set when the test starts (the helpers below use it)
+let browser;
+let statePath;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // One command over the Unix socket, its reply line.
@@ -77,11 +71,10 @@ async function until(what, fn, timeout = 15000, every = 100) {
 const near = (a, b, tol) => Math.abs(a - b) <= tol;
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
-let failed = false;
-try {
-  const page = await browser.ctx.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+await runTest(['--fps', '30'], async (ctx) => {
+  ({ daemon, browser } = ctx);
+  statePath = join(dirname(daemon.control), 'state.conf'); // lib.mjs passes --state there
+  const { page, errors } = ctx;
   await page.goto(daemon.url);
   await page.evaluate(() => localStorage.clear());
   await page.reload();
@@ -438,13 +431,4 @@ try {
   }
 
   check(errors.length === 0, 'no page errors ' + errors.join('; '));
-} catch (e) {
-  failed = true;
-  console.error(e.message);
-  console.error('--- daemon log (tail) ---\n' + daemon.log().split('\n').slice(-40).join('\n'));
-} finally {
-  await browser.close();
-  daemon.stop();
-  clearTimeout(watchdog);
-}
-process.exit(failed ? 1 : 0);
+});

@@ -56,3 +56,31 @@ export function check(cond, msg) {
   if (!cond) throw new Error('FAILED: ' + msg);
   console.log('ok -', msg);
 }
+
+// Run one browser test file: start the daemon with `args`, launch Chromium, open a page
+// (collecting page errors), run `body({ daemon, browser, page, errors })`, and always clean up;
+// a failure prints its message and the daemon log's tail, and the process exits 1.
+export async function runTest(args, body, { budgetMs = 300000 } = {}) {
+  const watchdog = setTimeout(() => {
+    console.error(`FAILED: took longer than ${budgetMs / 1000} s`);
+    process.exit(1);
+  }, budgetMs);
+  const daemon = await startDaemon(args);
+  const browser = await launch();
+  let failed = false;
+  try {
+    const page = await browser.ctx.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await body({ daemon, browser, page, errors });
+  } catch (e) {
+    failed = true;
+    console.error(e.message);
+    console.error('--- daemon log (tail) ---\n' + daemon.log().split('\n').slice(-40).join('\n'));
+  } finally {
+    await browser.close();
+    daemon.stop();
+    clearTimeout(watchdog);
+  }
+  process.exit(failed ? 1 : 0);
+}

@@ -2,17 +2,13 @@
 // view-only; the token typed into the form unlocks steering. And the latency probe reads the
 // stamps from the painted pixels.
 import { join } from 'node:path';
-import { startDaemon, launch, check, artifacts } from './lib.mjs';
+import { runTest, check, artifacts } from './lib.mjs';
 import { execFileSync } from 'node:child_process';
 import { binary } from './lib.mjs';
 
 const TOKEN = 'robot-head-7';
-const daemon = await startDaemon(['--size', '480x540', '--sensor', '1152x648', '--token', TOKEN]);
-const browser = await launch();
-let failed = false;
-const status = () => JSON.parse(execFileSync(binary(), ['ctl', '--control', daemon.control, 'status']).toString().slice(3));
-try {
-  const page = await browser.ctx.newPage();
+await runTest(['--size', '480x540', '--sensor', '1152x648', '--token', TOKEN], async ({ daemon, page }) => {
+  const status = () => JSON.parse(execFileSync(binary(), ['ctl', '--control', daemon.control, 'status']).toString().slice(3));
   await page.goto(daemon.url + '?latency');
   await page.waitForFunction(() => window.pieyes && window.pieyes.snapshot().every((e) => e.painted > 10), null, { timeout: 30000 });
   await page.waitForSelector('#viewonly-badge:not([hidden])', { timeout: 10000 });
@@ -52,12 +48,4 @@ try {
     check(e.unreadable <= e.n / 10, `eye ${i}: stamps readable on painted frames (${e.unreadable} unreadable of ${e.n + e.unreadable})`);
   }
   check(st.skew.n > 20 && st.skew.p50 < 100, `stereo skew between the eyes' displayed frames p50 ${st.skew.p50.toFixed(1)} ms`);
-} catch (e) {
-  failed = true;
-  console.error(e.message);
-  console.error('--- daemon log ---\n' + daemon.log());
-} finally {
-  await browser.close();
-  daemon.stop();
-}
-process.exit(failed ? 1 : 0);
+});

@@ -2,16 +2,10 @@
 // show live decoded video (the stamp read back from the painted pixels), the stats show about
 // the configured fps, and save a screenshot to look at.
 import { join } from 'node:path';
-import { startDaemon, launch, check, artifacts } from './lib.mjs';
+import { runTest, check, artifacts } from './lib.mjs';
 
 const FPS = 30;
-const daemon = await startDaemon(['--fps', String(FPS)]);
-const browser = await launch();
-let failed = false;
-try {
-  const page = await browser.ctx.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(String(e)));
+await runTest(['--fps', String(FPS)], async ({ daemon, page, errors }) => {
   await page.goto(daemon.url);
   await page.waitForFunction(() => window.pieyes && window.pieyes.snapshot().every((e) => e.painted > 30), null, { timeout: 30000 });
   await page.waitForTimeout(3000); // a few stats windows at full rate
@@ -40,12 +34,4 @@ try {
   const shot = join(artifacts, 'viewer.png');
   await page.screenshot({ path: shot });
   console.log('screenshot:', shot);
-} catch (e) {
-  failed = true;
-  console.error(e.message);
-  console.error('--- daemon log ---\n' + daemon.log());
-} finally {
-  await browser.close();
-  daemon.stop();
-}
-process.exit(failed ? 1 : 0);
+});
