@@ -22,6 +22,7 @@ use pieyes::camera::scene::Scene;
 use pieyes::camera::stamp::Stamp;
 use pieyes::camera::{FrameBuffer, FrameLayout, I420Layout, Rect, Size, full_view};
 use pieyes::client::WsClient;
+use pieyes::config::EncoderCpus;
 use pieyes::encoder::EncoderConfig;
 use pieyes::encoder::picture::Scratch;
 use pieyes::encoder::software::{encode_one, new_h264_encoder};
@@ -67,6 +68,11 @@ fn encoder_alone(r: &mut Report) -> (f64, f64) {
         .map(|eye| {
             let scene = scene.clone();
             std::thread::spawn(move || {
+                // The daemon's default placement (--encoder-cpus auto): one CPU per eye.
+                let allowed = pieyes::sys::thread::allowed_cpus().expect("affinity");
+                if let Some(cpu) = EncoderCpus::Auto.cpu_for(eye, &allowed) {
+                    pieyes::sys::thread::pin_to_cpu(cpu).expect("pin");
+                }
                 let layout = I420Layout::new(OUT);
                 let crop = full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT);
                 let cfg =
@@ -148,6 +154,7 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     let enc_p99 = eyes.iter().map(|e| json_number(e, "capture_encoded_p99")).fold(0.0, f64::max);
     let cq_p99 = eyes.iter().map(|e| json_number(e, "capture_queued_p99")).fold(0.0, f64::max);
     let qe_p99 = eyes.iter().map(|e| json_number(e, "queued_encoded_p99")).fold(0.0, f64::max);
+    let cpu_p99 = eyes.iter().map(|e| json_number(e, "encode_cpu_p99")).fold(0.0, f64::max);
     let es_p99 = eyes.iter().map(|e| json_number(e, "encoded_sent_p99")).fold(0.0, f64::max);
     r.row(
         "daemon 1 viewer: frames encoded (2 eyes)",
@@ -174,6 +181,10 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
         format!("{cq_p99:.1} / {qe_p99:.1} / {es_p99:.1} ms (capture→encoded {enc_p99:.1})"),
     );
     r.row(
+        "  daemon's encode CPU per frame p99 / encoder alone's",
+        format!("{cpu_p99:.1} / {:.1} ms", ms(enc_wall_p99)),
+    );
+    r.row(
         "client capture→received p50 / p99",
         format!("{:.1} / {:.1} ms", ms(v.latency.quantile(0.5) as f64), ms(v.latency.quantile(0.99) as f64)),
     );
@@ -195,6 +206,7 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
             .num("capture_encoded_p99_ms", enc_p99)
             .num("capture_queued_p99_ms", cq_p99)
             .num("queued_encoded_p99_ms", qe_p99)
+            .num("encode_cpu_p99_ms", cpu_p99)
             .num("encoded_sent_p99_ms", es_p99)
             .num("capture_sent_p50_ms", sent_p50)
             .num("capture_sent_p99_ms", sent_p99)

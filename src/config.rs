@@ -22,6 +22,32 @@ pub enum EncoderChoice {
     V4l2,
 }
 
+/// Where the software encoders' threads run (`--encoder-cpus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncoderCpus {
+    /// Each eye's encoder on its own CPU, the last ones this process may use, when it may use
+    /// two or more: two long encodes (keyframes) then never share one core while another idles.
+    Auto,
+    /// Wherever the scheduler puts them.
+    Unpinned,
+    /// Eye 0 on the first CPU, eye 1 on the second (or also the first, when only one is given).
+    List(Vec<usize>),
+}
+
+impl EncoderCpus {
+    /// The CPU eye `eye`'s encoder is kept on, given the CPUs this process may use (in order).
+    pub fn cpu_for(&self, eye: u8, allowed: &[usize]) -> Option<usize> {
+        let eye = eye as usize;
+        match self {
+            EncoderCpus::Auto if allowed.len() >= 2 => {
+                allowed.get(allowed.len() - 1 - eye.min(allowed.len() - 1)).copied()
+            }
+            EncoderCpus::Auto | EncoderCpus::Unpinned => None,
+            EncoderCpus::List(cpus) => cpus.get(eye.min(cpus.len().saturating_sub(1))).copied(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -31,6 +57,7 @@ pub struct Config {
     /// One eye only (a single camera).
     pub mono: bool,
     pub encoder: EncoderChoice,
+    pub encoder_cpus: EncoderCpus,
     /// Injected faults (tests).
     pub faults: Vec<crate::inject::Fault>,
     /// Output size of each eye.
@@ -73,6 +100,7 @@ impl Default for Config {
             cameras: Vec::new(),
             mono: false,
             encoder: EncoderChoice::Auto,
+            encoder_cpus: EncoderCpus::Auto,
             faults: Vec::new(),
             size: Size { w: 960, h: 1080 },
             sensor: Size { w: 2304, h: 1296 },
@@ -127,6 +155,8 @@ options:
   --mono                one eye only (one camera)
   --encoder KIND        auto | software | v4l2 (default auto: a V4L2 H.264 encoder if the
                         machine has one, as a Pi 4 does; else software, as on a Pi 5)
+  --encoder-cpus CPUS   auto | none | A[,B]: the CPU each eye's software encoder runs on
+                        (default auto: the last two CPUs pieyes may use, one per eye)
   --size WxH            output size of each eye (default 960x1080)
   --sensor WxH          synthetic sensor size (default 2304x1296)
   --fps N               frames per second, 1..120 (default 30)
@@ -177,6 +207,20 @@ fn parse_size(flag: &str, v: &str) -> Result<Size, String> {
         return Err(format!("{flag}: {w}x{h} must be even and within 64..4096"));
     }
     Ok(Size { w, h })
+}
+
+fn parse_cpus(v: &str) -> Result<EncoderCpus, String> {
+    match v {
+        "auto" => Ok(EncoderCpus::Auto),
+        "none" => Ok(EncoderCpus::Unpinned),
+        _ => {
+            let cpus: Result<Vec<usize>, _> = v.split(',').map(|c| c.trim().parse::<usize>()).collect();
+            match cpus {
+                Ok(c) if (1..=2).contains(&c.len()) && c.iter().all(|&n| n < 1024) => Ok(EncoderCpus::List(c)),
+                _ => Err(format!("--encoder-cpus: expected auto, none or one or two CPU numbers, got {v:?}")),
+            }
+        }
+    }
 }
 
 fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
@@ -267,6 +311,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--control-group",
             "--cameras",
             "--encoder",
+            "--encoder-cpus",
             "--inject",
             "--viewer-timeout",
         ];
@@ -301,6 +346,7 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     _ => return Err(format!("--encoder: expected auto, software or v4l2, got {value:?}")),
                 }
             }
+            "--encoder-cpus" => cfg.encoder_cpus = parse_cpus(&value)?,
             "--viewer-timeout" => cfg.viewer_timeout_us = (parse_num(flag, &value, 0.5, 3600.0)? * 1e6) as u64,
             "--inject" => cfg.faults.extend(crate::inject::Faults::parse(&value)?),
             "--size" => cfg.size = parse_size(flag, &value)?,
@@ -372,9 +418,28 @@ mod tests {
             "--nope 1",
             "--listen here",
             "--bitrate 1",
+            "--encoder-cpus 1,2,3",
+            "--encoder-cpus -1",
+            "--encoder-cpus x",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn encoder_cpus() {
+        let cpus = |s: &str| match parse_args(&args(&format!("--encoder-cpus {s}"))) {
+            Ok(Invocation::Run(c)) => c.encoder_cpus,
+            other => panic!("{other:?}"),
+        };
+        let four = [0, 1, 2, 3];
+        // auto: the last CPUs, one per eye; nothing to choose with a single CPU.
+        assert_eq!((cpus("auto").cpu_for(0, &four), cpus("auto").cpu_for(1, &four)), (Some(3), Some(2)));
+        assert_eq!((EncoderCpus::Auto.cpu_for(0, &[4, 6]), EncoderCpus::Auto.cpu_for(1, &[4, 6])), (Some(6), Some(4)));
+        assert_eq!(EncoderCpus::Auto.cpu_for(0, &[5]), None);
+        assert_eq!(cpus("none").cpu_for(0, &four), None);
+        assert_eq!((cpus("2,0").cpu_for(0, &four), cpus("2,0").cpu_for(1, &four)), (Some(2), Some(0)));
+        assert_eq!(cpus("1").cpu_for(1, &four), Some(1), "one CPU given: both eyes on it");
     }
 
     #[test]

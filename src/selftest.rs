@@ -787,7 +787,7 @@ fn dmabuf_selftest(a: &Args) -> Result<i32, String> {
         let mut free = pool(source, Some(&heap), layout, 3, 0)?;
         let dmabuf = dmabuf::is_dmabuf(free[0].fd());
         rep.check(&format!("{what}-kind"), dmabuf == (source == Source::Heap), format!("is a dma-buf: {dmabuf}"));
-        let mut enc = SoftwareEncoder::start(0, cfg, Arc::new(Faults::default())).map_err(|e| e.to_string())?;
+        let mut enc = SoftwareEncoder::start(0, cfg, None, Arc::new(Faults::default())).map_err(|e| e.to_string())?;
         let mut painter = Painter::new(size);
         let (mut sent, mut ok, mut keys, mut waits) = (0, 0, 0, 0);
         let mut out = Vec::new();

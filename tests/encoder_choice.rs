@@ -72,3 +72,74 @@ fn v4l2_without_an_encoder_is_a_clear_error() {
         }
     }
 }
+
+/// Each of the daemon's threads by name → the CPUs it may run on, from /proc (what the kernel
+/// enforces, not what the daemon says).
+fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).unwrap_or("").trim().to_string();
+        out.push((field("Name:"), parse_cpu_list(&field("Cpus_allowed_list:"))));
+    }
+    out
+}
+
+/// "0-2,5" → [0, 1, 2, 5]
+fn parse_cpu_list(s: &str) -> Vec<usize> {
+    s.split(',')
+        .filter(|r| !r.is_empty())
+        .flat_map(|r| match r.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().unwrap()..=b.parse().unwrap()).collect::<Vec<_>>(),
+            None => vec![r.parse().unwrap()],
+        })
+        .collect()
+}
+
+fn cpus_of<'a>(threads: &'a [(String, Vec<usize>)], name: &str) -> &'a [usize] {
+    &threads.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no thread {name}: {threads:?}")).1
+}
+
+#[test]
+fn each_eye_encodes_on_its_own_cpu_unless_told_otherwise() {
+    let allowed = pieyes::sys::thread::allowed_cpus().unwrap();
+    let d = Daemon::start(&args("software"));
+    // The encoder threads pin themselves before their first frame: wait for frames.
+    common::collect_units(d.addr, 0, 3);
+    let threads = thread_cpus(d.child.id());
+    assert_eq!(cpus_of(&threads, "pieyes"), allowed, "the loop is never pinned");
+    if allowed.len() >= 2 {
+        let n = allowed.len();
+        assert_eq!(cpus_of(&threads, "encoder-0"), [allowed[n - 1]], "{threads:?}");
+        assert_eq!(cpus_of(&threads, "encoder-1"), [allowed[n - 2]], "{threads:?}");
+        assert_eq!(cpus_of(&threads, "synthetic-cam"), [allowed[n - 2]], "{threads:?}");
+        assert!(d.log().contains(&format!("eye 0: software encoder on CPU {}", allowed[n - 1])), "{}", d.log());
+    } else {
+        // One CPU: nothing to choose; every thread may run where the process may.
+        assert!(threads.iter().all(|(_, c)| *c == allowed), "{threads:?}");
+    }
+
+    let mut a = args("software");
+    a.extend(["--encoder-cpus", "none"]);
+    let d = Daemon::start(&a);
+    common::collect_units(d.addr, 0, 3);
+    let threads = thread_cpus(d.child.id());
+    assert!(threads.iter().all(|(_, c)| *c == allowed), "--encoder-cpus none pins nothing: {threads:?}");
+
+    // An explicit CPU this process may not use is a start-up error, not a silent fallback.
+    let dir = TempDir::new("cpus");
+    let out = common::pieyes_command()
+        .args(["--listen", "127.0.0.1:0", "--camera", "synthetic", "--encoder", "software", "--encoder-cpus", "1023"])
+        .arg("--control")
+        .arg(dir.0.join("ctl.sock"))
+        .arg("--state")
+        .arg(dir.0.join("state.conf"))
+        .args(SMALL)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run pieyes");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--encoder-cpus: CPU 1023 is not one pieyes may use"), "{err}");
+    assert_ne!(out.status.code(), Some(0));
+}

@@ -36,6 +36,10 @@ pub struct SyntheticConfig {
     pub disparity: u32,
     /// Two: one being captured, one being encoded (see `daemon::eye::MAX_ENCODER_BACKLOG`).
     pub buffers_per_eye: usize,
+    /// The CPU the capture thread stays on, if any. The daemon gives it eye 1's encoder CPU:
+    /// eye 0 is rendered while eye 1's encoder sleeps, and eye 1 before it wakes, so the
+    /// renders never wait behind an encode (a Pi's ISP does this work in hardware).
+    pub cpu: Option<usize>,
 }
 
 impl Default for SyntheticConfig {
@@ -46,6 +50,7 @@ impl Default for SyntheticConfig {
             fps: 30,
             disparity: 24,
             buffers_per_eye: 2,
+            cpu: None,
         }
     }
 }
@@ -134,9 +139,15 @@ impl SyntheticRig {
         let scene = Scene::new(cfg.sensor, cfg.disparity);
         let thread_shared = shared.clone();
         let sensor = Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h);
-        let thread = std::thread::Builder::new()
-            .name("synthetic-cam".into())
-            .spawn(move || capture_thread(thread_shared, timer, scene, sensor, origin, period, faults))?;
+        let cpu = cfg.cpu;
+        let thread = std::thread::Builder::new().name("synthetic-cam".into()).spawn(move || {
+            if let Some(cpu) = cpu
+                && let Err(e) = crate::sys::thread::pin_to_cpu(cpu)
+            {
+                crate::warn!("synthetic camera: cannot stay on CPU {cpu}: {e}; it runs unpinned");
+            }
+            capture_thread(thread_shared, timer, scene, sensor, origin, period, faults)
+        })?;
         Ok((SyntheticRig { shared, thread: Some(thread) }, eyes))
     }
 }
@@ -315,6 +326,7 @@ mod tests {
             fps: 20,
             disparity: 8,
             buffers_per_eye: 2,
+            cpu: None,
         };
         let (_rig, mut eyes) = SyntheticRig::start(&cfg, Default::default()).unwrap();
         let crop = Rect::new(100, 40, 320, 240);
@@ -351,6 +363,7 @@ mod tests {
             fps: 100,
             disparity: 8,
             buffers_per_eye: 2,
+            cpu: None,
         };
         let (_rig, [mut eye, _other]) = SyntheticRig::start(&cfg, Default::default()).unwrap();
         let mut free = eye.take_buffers();

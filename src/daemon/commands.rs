@@ -250,6 +250,8 @@ fn latency_json(s: &super::eye::EyeStats) -> String {
         .num("capture_queued_p99", ms(&s.capture_to_queued, 0.99))
         .num("queued_encoded_p50", ms(&s.queued_to_encoded, 0.5))
         .num("queued_encoded_p99", ms(&s.queued_to_encoded, 0.99))
+        .num("encode_cpu_p50", ms(&s.encode_cpu, 0.5))
+        .num("encode_cpu_p99", ms(&s.encode_cpu, 0.99))
         .num("capture_encoded_p50", ms(&s.capture_to_encoded, 0.5))
         .num("capture_encoded_p99", ms(&s.capture_to_encoded, 0.99))
         .num("capture_sent_p50", ms(&s.capture_to_sent, 0.5))

@@ -70,6 +70,8 @@ pub struct EyeStats {
     /// Frames not delivered to a viewer (slow viewers skipped to a keyframe), all viewers.
     pub viewer_drops: u64,
     pub encode_cpu_us: u64,
+    /// The encoder's CPU time per frame, µs (its work, apart from waiting for a core).
+    pub encode_cpu: Histogram,
     /// Capture → the frame handed to the encoder (the camera's own delay plus the loop's), µs.
     pub capture_to_queued: Histogram,
     /// Handed to the encoder → access unit ready (waiting plus encoding), µs.
@@ -295,6 +297,7 @@ impl Eye {
                     self.stats.encoded += 1;
                     self.stats.bytes += au.annexb().len() as u64;
                     self.stats.encode_cpu_us += e.cpu_us;
+                    self.stats.encode_cpu.record(e.cpu_us);
                     self.stats.capture_to_encoded.record(e.done_us.saturating_sub(e.meta.capture_us));
                     if let Some(i) = self.queued_at.iter().position(|&(s, _)| s == e.meta.sequence) {
                         let (_, queued) = self.queued_at.remove(i).expect("found");

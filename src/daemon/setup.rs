@@ -5,7 +5,7 @@
 use crate::camera::Camera;
 use crate::camera::select::{self, Backend};
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
-use crate::config::{CameraChoice, Config, EncoderChoice};
+use crate::config::{CameraChoice, Config, EncoderChoice, EncoderCpus};
 use crate::encoder::software::SoftwareEncoder;
 use crate::encoder::v4l2::{self, V4l2Encoder};
 use crate::encoder::{Encoder, EncoderConfig};
@@ -25,7 +25,13 @@ pub struct Cameras {
 }
 
 fn synthetic(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, String> {
-    let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps, ..SyntheticConfig::default() };
+    let allowed = crate::sys::thread::allowed_cpus().unwrap_or_default();
+    // With the software encoders pinned, the capture thread shares eye 1's encoder CPU.
+    let cpu = match cfg.encoder {
+        EncoderChoice::V4l2 => None,
+        _ => cfg.encoder_cpus.cpu_for(1, &allowed).filter(|c| allowed.contains(c)),
+    };
+    let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps, cpu, ..SyntheticConfig::default() };
     let (rig, cams) = SyntheticRig::start(&syn, faults.clone()).map_err(|e| format!("synthetic camera: {e}"))?;
     let eyes: Vec<Box<dyn Camera>> =
         cams.into_iter().take(if cfg.mono { 1 } else { 2 }).map(|c| Box::new(c) as Box<dyn Camera>).collect();
@@ -106,8 +112,25 @@ pub fn open_cameras(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cam
 
 // ---- encoders (--encoder auto|software|v4l2) ----
 
-fn software(eye: u8, enc: EncoderConfig, faults: &SharedFaults) -> Result<Box<dyn Encoder>, String> {
-    let e = SoftwareEncoder::start(eye, enc, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
+fn software(
+    eye: u8,
+    enc: EncoderConfig,
+    cpus: &EncoderCpus,
+    faults: &SharedFaults,
+) -> Result<Box<dyn Encoder>, String> {
+    let allowed = crate::sys::thread::allowed_cpus().unwrap_or_default();
+    let cpu = cpus.cpu_for(eye, &allowed);
+    match (cpu, cpus) {
+        (Some(c), _) if !allowed.contains(&c) => {
+            return Err(format!("--encoder-cpus: CPU {c} is not one pieyes may use ({allowed:?})"));
+        }
+        (Some(c), _) => crate::info!("eye {eye}: software encoder on CPU {c} (--encoder-cpus)"),
+        (None, EncoderCpus::Auto) => {
+            crate::info!("eye {eye}: software encoder unpinned (--encoder-cpus auto: {} CPU)", allowed.len())
+        }
+        (None, _) => {}
+    }
+    let e = SoftwareEncoder::start(eye, enc, cpu, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
     Ok(Box::new(e))
 }
 
@@ -127,7 +150,7 @@ pub fn open_encoder(
     match cfg.encoder {
         EncoderChoice::Software => {
             crate::info!("eye {eye}: encoder software (--encoder software)");
-            software(eye, enc, faults)
+            software(eye, enc, &cfg.encoder_cpus, faults)
         }
         EncoderChoice::V4l2 => {
             let dev = v4l2::find_encoder(v4l2::Codec::H264, None)
@@ -148,13 +171,13 @@ pub fn open_encoder(
                             "eye {eye}: encoder auto: V4L2 encoder {} unusable ({why}): software",
                             path.display()
                         );
-                        software(eye, enc, faults)
+                        software(eye, enc, &cfg.encoder_cpus, faults)
                     }
                 }
             }
             Err(why) => {
                 crate::info!("eye {eye}: encoder auto: software (OpenH264): {why}");
-                software(eye, enc, faults)
+                software(eye, enc, &cfg.encoder_cpus, faults)
             }
         },
     }
