@@ -199,14 +199,14 @@ class Eye {
     if (this.latencies.length > 300) this.latencies.shift();
   }
 
-  // Once a second: rates over the last window and the stats line.
+  // Once a second: rates over the last window and the stats line. A busy page runs late
+  // timers back to back; a window that short would read as "0 fps", so it stays open.
   tick() {
     const now = performance.now();
     const dt = (now - this.windowStart) / 1000;
-    if (dt > 0) {
-      this.fps = this.windowPainted / dt;
-      this.bps = (this.windowBytes * 8) / dt;
-    }
+    if (dt < 0.5) return;
+    this.fps = this.windowPainted / dt;
+    this.bps = (this.windowBytes * 8) / dt;
     this.windowStart = now;
     this.windowPainted = 0;
     this.windowBytes = 0;
