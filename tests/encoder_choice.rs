@@ -114,6 +114,8 @@ fn each_eye_encodes_on_its_own_cpu_unless_told_otherwise() {
         assert_eq!(cpus_of(&threads, "encoder-1"), [allowed[n - 2]], "{threads:?}");
         assert_eq!(cpus_of(&threads, "synthetic-cam"), [allowed[n - 2]], "{threads:?}");
         assert!(d.log().contains(&format!("eye 0: software encoder on CPU {}", allowed[n - 1])), "{}", d.log());
+        let status = d.ctl("status");
+        assert!(status.contains(&format!("\"encoder_cpu\":{}", allowed[n - 2])), "{status}");
     } else {
         // One CPU: nothing to choose; every thread may run where the process may.
         assert!(threads.iter().all(|(_, c)| *c == allowed), "{threads:?}");
@@ -125,6 +127,7 @@ fn each_eye_encodes_on_its_own_cpu_unless_told_otherwise() {
     common::collect_units(d.addr, 0, 3);
     let threads = thread_cpus(d.child.id());
     assert!(threads.iter().all(|(_, c)| *c == allowed), "--encoder-cpus none pins nothing: {threads:?}");
+    assert!(d.ctl("status").contains("\"encoder_cpu\":null"));
 
     // An explicit CPU this process may not use is a start-up error, not a silent fallback.
     let dir = TempDir::new("cpus");

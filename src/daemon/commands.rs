@@ -354,6 +354,7 @@ pub(super) fn status_json(d: &Daemon, now: u64) -> String {
             .int("eye", e.index as u64)
             .str("camera", &info.id)
             .str("encoder", e.encoder.name())
+            .raw("encoder_cpu", &e.encoder.cpu().map_or("null".into(), |c| c.to_string()))
             .opt_str("codec", e.codec.as_deref())
             .raw("output", &json::array([info.output.w, info.output.h].map(|v| v.to_string())))
             .raw(

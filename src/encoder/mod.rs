@@ -95,4 +95,9 @@ pub trait Encoder {
     fn configure(&mut self, cfg: EncoderConfig);
 
     fn name(&self) -> &'static str;
+
+    /// The CPU the encoder's own thread is kept on, if it has one (see `--encoder-cpus`).
+    fn cpu(&self) -> Option<usize> {
+        None
+    }
 }

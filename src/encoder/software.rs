@@ -49,6 +49,7 @@ pub struct SoftwareEncoder {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     in_flight: usize,
+    cpu: Option<usize>,
 }
 
 fn h264_config(cfg: &EncoderConfig) -> H264Config {
@@ -183,7 +184,7 @@ impl SoftwareEncoder {
         let thread = std::thread::Builder::new()
             .name(format!("encoder-{eye}"))
             .spawn(move || worker(rx, s, cfg, eye, cpu, faults))?;
-        Ok(SoftwareEncoder { tx: Some(tx), shared, thread: Some(thread), in_flight: 0 })
+        Ok(SoftwareEncoder { tx: Some(tx), shared, thread: Some(thread), in_flight: 0, cpu })
     }
 }
 
@@ -225,6 +226,10 @@ impl Encoder for SoftwareEncoder {
 
     fn name(&self) -> &'static str {
         "software (OpenH264)"
+    }
+
+    fn cpu(&self) -> Option<usize> {
+        self.cpu
     }
 }
 
