@@ -105,20 +105,31 @@ fn look_move_zoom_verge_land_on_the_named_frame_in_both_eyes() {
 
 #[test]
 fn over_glides_through_intermediate_crops_and_ends_on_the_target() {
+    glide(600);
+}
+
+#[test]
+fn over_300ms_glides_too() {
+    glide(300);
+}
+
+/// `look both -1 0 over <ms>` from the centre, judged from eye 0's decoded frames.
+fn glide(ms: u32) {
     let d = Daemon::start(ARGS);
     let scene = Scene::new(SENSOR, 24);
     let rec = Recorder::start(d.addr, 0);
     wait_frames(3);
-    let r = d.ctl("look both -1 0 over 600ms");
+    let r = d.ctl(&format!("look both -1 0 over {ms}ms"));
     let (start, until) = (seq(&r), field(&r, "until").parse::<u32>().unwrap());
-    assert_eq!(until - start, 17, "600 ms at 30 fps is 18 frames");
-    wait_frames(26);
+    let frames = ms * 30 / 1000;
+    assert_eq!(until - start + 1, frames, "{ms} ms at 30 fps is {frames} frames");
+    wait_frames(u64::from(frames) + 8);
     let units = rec.stop();
     let crops = crops_by_seq(&units, 0, &scene, Flip::None);
     let target = rect(field(&r, "crop0"));
-    // Judge the frames that arrived (a loaded machine may drop one or two).
+    // Judge the frames that arrived (a loaded machine may drop a few): at least 2/3 of them.
     let glide: Vec<(u32, Rect)> = (start - 1..=until + 2).filter_map(|q| crops.get(&q).map(|c| (q, *c))).collect();
-    assert!(glide.len() >= 12, "too few frames of the glide arrived: {glide:?}");
+    assert!(glide.len() as u32 >= (frames + 3) * 2 / 3, "too few frames of the glide arrived: {glide:?}");
     for w in glide.windows(2).filter(|w| w[1].0 <= until) {
         assert!(w[1].1.x < w[0].1.x, "moves left on every frame of the glide: {glide:?}");
     }
@@ -129,7 +140,8 @@ fn over_glides_through_intermediate_crops_and_ends_on_the_target() {
             "frame {q}: only the glide's last frame and later are at the target: {glide:?}"
         );
     }
-    assert!(glide.iter().filter(|(q, _)| *q > start && *q < until).count() >= 8, "intermediate crops: {glide:?}");
+    let between = glide.iter().filter(|(q, _)| *q > start && *q < until).count() as u32;
+    assert!(between >= (frames - 2) / 2, "intermediate crops: {glide:?}");
 }
 
 fn watch_lines(stream: UnixStream) -> std::sync::mpsc::Receiver<String> {
