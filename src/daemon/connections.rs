@@ -262,6 +262,16 @@ impl Daemon {
                         c.outbox.push_bytes(msg);
                     }
                 }
+                Ok(Some(Event::Binary(_))) if is_control => {
+                    // The control language is text: a binary message is a client that speaks
+                    // something else (RFC 6455 §7.4.1: 1003, data it cannot accept).
+                    crate::info!("client {}: binary message on /control; closing (1003)", c.peer);
+                    if let Some(f) = c.ws_mut().unwrap().close(close::UNSUPPORTED_DATA, "control commands are text") {
+                        c.outbox.push_bytes(f);
+                    }
+                    c.close_after_flush(now, CLOSE_GRACE_US);
+                    return;
+                }
                 Ok(Some(Event::Closed { .. })) => {
                     c.close_after_flush(now, CLOSE_GRACE_US);
                     return;

@@ -317,6 +317,19 @@ def t_invalid_utf8(d):
     c.close()
 
 
+def t_binary_on_control(d):
+    """A binary message on /control (a text protocol) → 1003; on a video stream it is ignored."""
+    c = Raw(d)
+    c.proto.send_binary(b"status")
+    c.flush()
+    c.expect_close(1003)
+    c.close()
+    with connect(d.url("/cam0"), open_timeout=TIMEOUT) as ws:
+        ws.send(b"\x00\x01")
+        for _ in range(3):
+            assert ws.recv(timeout=TIMEOUT) is not None  # hello, then video keeps coming
+
+
 def t_unmasked_frame(d):
     """A client frame without a mask → 1002."""
     c = Raw(d)
@@ -408,6 +421,7 @@ CHECKS = [
     t_clean_close_echo,
     t_close_without_code,
     t_invalid_utf8,
+    t_binary_on_control,
     t_unmasked_frame,
     t_reserved_bits,
     t_unknown_opcodes,
