@@ -49,6 +49,7 @@ use super::{
     Rect, Request, Size,
 };
 use crate::sys::clock::monotonic_us;
+use crate::sys::dmabuf::{Access, SyncPolicy};
 use crate::sys::notify::Doorbell;
 use crate::sys::shm::SharedMemory;
 
@@ -188,11 +189,43 @@ pub struct LibcameraEye {
     starved: u64,
     warned_no_timestamp: bool,
     warned_no_crop: bool,
+    /// In-place fix-ups (flip, colour swap) write a dma-buf from the CPU: SYNC brackets them.
+    fixup_sync: SyncPolicy,
+    /// Said once: fix-ups are bracketed / a bracket failed.
+    fixup_sync_said: (bool, bool),
     /// Dropped last: the camera manager outlives every libcamera object above.
     lib: Rc<Libcamera>,
 }
 
 impl LibcameraEye {
+    /// Flip and colour-swap a completed frame in place, between DMA_BUF_IOCTL_SYNC START and
+    /// END (read/write), so the CPU sees what the camera wrote and the encoder what we wrote.
+    fn fix_up(&mut self, buffer: &mut FrameBuffer) {
+        let layout = buffer.layout;
+        let (fd, pixels) = buffer.fd_and_pixels_mut();
+        let access = match self.fixup_sync.begin(fd, Access::ReadWrite) {
+            Ok(a) => a,
+            Err(e) => {
+                if !self.fixup_sync_said.1 {
+                    self.fixup_sync_said.1 = true;
+                    crate::warn!("eye {}: DMA_BUF_IOCTL_SYNC before an in-place flip: {e}; writing anyway", self.eye);
+                }
+                None
+            }
+        };
+        if access.is_some() && !self.fixup_sync_said.0 {
+            self.fixup_sync_said.0 = true;
+            crate::info!("eye {}: frames are fixed up in place (flip, colour order) between dma-buf syncs", self.eye);
+        }
+        if self.swap_rb {
+            swap_red_blue(&layout, pixels);
+        }
+        if self.flip != Flip::None {
+            flip_frame(&layout, pixels, self.flip);
+        }
+        drop(access);
+    }
+
     /// Acquire, configure and start camera `id` as eye `eye`.
     pub fn open(lib: Rc<Libcamera>, eye: u8, id: &str, size: Size, fps: u32) -> Result<LibcameraEye, String> {
         let inbox = Arc::new(Inbox {
@@ -227,6 +260,8 @@ impl LibcameraEye {
             starved: 0,
             warned_no_timestamp: false,
             warned_no_crop: false,
+            fixup_sync: SyncPolicy::default(),
+            fixup_sync_said: (false, false),
             lib,
         };
         cam.open_session()?;
@@ -661,12 +696,8 @@ impl LibcameraEye {
                 self.applied_default()
             }
         };
-        let layout = r.buffer.layout;
-        if self.swap_rb {
-            swap_red_blue(&layout, r.buffer.pixels_mut());
-        }
-        if self.flip != Flip::None {
-            flip_frame(&layout, r.buffer.pixels_mut(), self.flip);
+        if self.swap_rb || self.flip != Flip::None {
+            self.fix_up(&mut r.buffer);
         }
         if self.pacer.observed(capture_us) {
             crate::warn!(

@@ -190,6 +190,12 @@ impl FrameBuffer {
         use std::os::fd::AsFd;
         self.memory.as_fd()
     }
+    /// `fd()` and `pixels_mut()` together, for a CPU write bracketed by dma-buf syncs.
+    pub fn fd_and_pixels_mut(&mut self) -> (BorrowedFd<'_>, &mut [u8]) {
+        let len = self.layout.len();
+        let (fd, bytes) = self.memory.fd_and_mut_slice();
+        (fd, &mut bytes[..len])
+    }
 }
 
 /// Mirroring of the picture (libcamera's `Transform` for the flips a mount needs).

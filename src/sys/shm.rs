@@ -98,6 +98,11 @@ impl SharedMemory {
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         self.map.as_mut_slice()
     }
+
+    /// The fd and the writable bytes at once (to bracket a CPU write with dma-buf syncs).
+    pub fn fd_and_mut_slice(&mut self) -> (BorrowedFd<'_>, &mut [u8]) {
+        (self.fd.as_fd(), self.map.as_mut_slice())
+    }
 }
 
 impl AsFd for SharedMemory {

@@ -73,6 +73,12 @@ for e in 0 1; do
 done
 wait "${rec[0]}" "${rec[1]}"
 check flip-accepted "$(ctl flip 1 h 2>&1)" eval "ctl flip 1 h | grep -q '^ok flip=h'"
+# The flip is done on the camera's dma-buf in place, between DMA_BUF_IOCTL_SYNC START and END.
+check flip-between-dmabuf-syncs "@no sync line for eye 1 in main.log: $(grep -c 'eye 1' "$T/main.log") eye-1 lines" \
+  wait_for 30 grep -q 'eye 1: frames are fixed up in place (flip, colour order) between dma-buf syncs' "$T/main.log"
+snap
+f1=$(ef 1 frames)
+check flipped-eye-keeps-streaming '@frames $f1 -> $(ef 1 frames)' wait_for 30 frames_above 1 $((f1 + 2))
 
 # --- unplug: vimc's driver unbound; the other eye keeps streaming, status says so --------------
 # (rmmod is refused while libcamera holds vimc's nodes open, so the driver is unbound instead.
