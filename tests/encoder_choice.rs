@@ -23,6 +23,20 @@ fn software_is_used_when_asked_for() {
     let d = Daemon::start(&args("software"));
     assert!(d.log().contains("eye 0: encoder software (--encoder software)"), "{}", d.log());
     assert!(d.ctl("status").contains("\"encoder\":\"software (OpenH264)\""));
+    // OpenH264 initialises on the first frame, and again after a new bitrate: nothing of its own
+    // reaches stderr, every line there is one of ours ("<seconds> <LEVEL>  <event>").
+    common::collect_units(d.addr, 0, 3);
+    assert!(d.ctl("bitrate both 2000000").starts_with("ok"));
+    common::collect_units(d.addr, 1, 3);
+    let log = d.log();
+    for line in log.lines() {
+        let mut w = line.split_whitespace();
+        let (t, level) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+        assert!(
+            t.parse::<f64>().is_ok() && ["ERROR", "WARN", "INFO", "DEBUG"].contains(&level),
+            "a line not in pieyes' log format: {line:?}\n{log}"
+        );
+    }
 }
 
 #[test]

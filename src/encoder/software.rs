@@ -93,8 +93,17 @@ pub fn encode_one(
 }
 
 pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
-    H264Encoder::with_api_config(openh264::OpenH264API::from_source(), h264_config(cfg))
-        .map_err(|e| format!("openh264 init: {e}"))
+    let mut enc = H264Encoder::with_api_config(openh264::OpenH264API::from_source(), h264_config(cfg))
+        .map_err(|e| format!("openh264 init: {e}"))?;
+    // OpenH264 initialises on the first frame and meanwhile prints to stderr, in its own format,
+    // that its bitrate control "needs" frame skipping, which pieyes leaves off on purpose (every
+    // frame carries a stamp and a crop). Only its errors stay on; a failure also comes back as an
+    // error value, logged by us. (The wrapper silences it entirely once initialised.)
+    let mut level: std::os::raw::c_int = openh264_sys2::WELS_LOG_ERROR;
+    // SAFETY: SetOption(ENCODER_OPTION_TRACE_LEVEL) reads one int through the pointer during the
+    // call; OpenH264 accepts this option before initialisation (welsEncoderExt.cpp, SetOption).
+    unsafe { enc.raw_api().set_option(openh264_sys2::ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast()) };
+    Ok(enc)
 }
 
 fn worker(
