@@ -218,6 +218,40 @@ fn sigterm_closes_viewers_with_1001_and_removes_the_socket() {
     assert!(d.log().contains("SIGTERM: shutting down"));
 }
 
+/// The next video header from a viewer socket (text messages skipped).
+fn next_header(ws: &mut WsClient) -> pieyes::stream::wire::VideoHeader {
+    loop {
+        match ws.recv() {
+            Some(Msg::Binary(b)) => return pieyes::stream::wire::VideoHeader::parse(&b).expect("header").0,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    }
+}
+
+#[test]
+fn a_viewer_that_lost_its_place_gets_a_keyframe_when_it_asks() {
+    // A 20 s GOP: any keyframe after the first is one that was asked for.
+    let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360", "--gop", "20"]);
+    let mut ws = WsClient::connect(d.addr, "/cam1");
+    let first = next_header(&mut ws);
+    assert!(first.keyframe, "a new viewer starts on a keyframe");
+    // Past the gate's 500 ms since that forced IDR, with no keyframe in between.
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_millis(700) {
+        assert!(!next_header(&mut ws).keyframe, "no keyframe unasked");
+    }
+    ws.send_text("keyframe");
+    let after: Vec<_> = (0..10).map(|_| next_header(&mut ws)).collect();
+    let key = after.iter().position(|h| h.keyframe);
+    assert!(
+        key.is_some_and(|k| k < 5),
+        "a keyframe within 5 frames of asking: {:?}",
+        after.iter().map(|h| (h.sequence, h.keyframe)).collect::<Vec<_>>()
+    );
+    assert!(d.log().contains("asks eye 1 for a keyframe"), "{}", d.log());
+}
+
 #[test]
 fn bad_flags_exit_2_with_a_message() {
     let out = pieyes_command().args(["--fps", "0"]).output().unwrap();

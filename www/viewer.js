@@ -98,6 +98,18 @@ class Eye {
     };
   }
 
+  // Lost our place in the stream: ask the daemon for a keyframe now rather than wait for the
+  // next periodic one (up to a GOP away). Like RTCP's picture loss indication; the daemon
+  // forces at most one IDR per 500 ms per eye whoever asks, and so do we.
+  askKeyframe() {
+    const now = performance.now();
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && !(now - this.lastAskMs < 500)) {
+      this.lastAskMs = now;
+      this.keyframesAsked = (this.keyframesAsked || 0) + 1;
+      this.ws.send('keyframe');
+    }
+  }
+
   onText(msg) {
     if (msg.type === 'hello') this.onHello(msg);
     else if (msg.type === 'status') this.onCameraStatus(msg);
@@ -148,6 +160,7 @@ class Eye {
         this.decoder = null; // a closed decoder; the next keyframe makes a new one
         this.waitKey = true;
         this.seqOf.clear();
+        this.askKeyframe();
       },
     });
     this.decoder.configure({ codec, optimizeForLatency: true });
@@ -176,6 +189,7 @@ class Eye {
     if (this.decoder.decodeQueueSize > 3 && !h.key) {
       this.drops++;
       this.waitKey = true;
+      this.askKeyframe();
       return;
     }
     this.lastHeader = h;

@@ -276,7 +276,15 @@ impl Daemon {
                     c.close_after_flush(now, CLOSE_GRACE_US);
                     return;
                 }
-                Ok(Some(_)) => {} // viewers have nothing to say; pongs need no answer
+                Ok(Some(Event::Text(t))) if t.trim() == "keyframe" => {
+                    // A viewer whose decoder lost its place (RTCP's picture loss, in spirit):
+                    // watching is enough to ask; the gate allows one forced IDR per 500 ms.
+                    if let Role::Video { eye, .. } = c.role {
+                        crate::debug!("viewer {} asks eye {eye} for a keyframe", c.peer);
+                        self.eyes[eye as usize].keyframes.request();
+                    }
+                }
+                Ok(Some(_)) => {} // viewers have nothing else to say; pongs need no answer
                 Err(e) => {
                     crate::info!("client {}: websocket protocol error: {} (close {})", c.peer, e.reason, e.code);
                     if let Some(f) = c.ws_mut().unwrap().close(e.code, e.reason) {
