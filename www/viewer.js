@@ -237,7 +237,7 @@ class Eye {
   snapshot() {
     const s = this.latencies.slice().sort((a, b) => a - b);
     return {
-      painted: this.painted, received: this.received, drops: this.drops, decodeErrors: this.decodeErrors,
+      painted: this.painted, received: this.received, drops: this.drops, decodeErrors: this.decodeErrors, keyframesAsked: this.keyframesAsked || 0,
       fps: this.fps, bps: this.bps, codec: this.codec,
       latencyP50: percentile(s, 50), latencyP95: percentile(s, 95),
       lastSeq: this.lastHeader ? this.lastHeader.seq : null,

@@ -8,7 +8,13 @@ const FPS = 30;
 await runTest(['--fps', String(FPS)], async ({ daemon, page, errors }) => {
   await page.goto(daemon.url);
   await page.waitForFunction(() => window.pieyes && window.pieyes.snapshot().every((e) => e.painted > 30), null, { timeout: 30000 });
-  await page.waitForTimeout(3000); // a few stats windows at full rate
+  // Frames painted over 3 s, per eye (the page's own stats line shows the last second only,
+  // which a single skip to a keyframe on this shared 2-core machine can empty).
+  const painted0 = await page.evaluate(() => window.pieyes.snapshot().map((e) => e.painted));
+  const t0 = Date.now();
+  await page.waitForTimeout(3000);
+  const painted1 = await page.evaluate(() => window.pieyes.snapshot().map((e) => e.painted));
+  const rate = painted1.map((p, i) => (p - painted0[i]) / ((Date.now() - t0) / 1000));
 
   // Pixels: read each canvas's stamp the way a latency probe would.
   const stamps = await page.evaluate(() =>
@@ -24,7 +30,11 @@ await runTest(['--fps', String(FPS)], async ({ daemon, page, errors }) => {
   const snap = await page.evaluate(() => window.pieyes.snapshot());
   for (const [i, e] of snap.entries()) {
     check(e.codec && e.codec.startsWith('avc1.42'), `eye ${i} decodes ${e.codec}`);
-    check(e.fps > FPS * 0.7 && e.fps < FPS * 1.15, `eye ${i} paints about ${FPS} fps (${e.fps.toFixed(1)})`);
+    check(
+      rate[i] > FPS * 0.7 && rate[i] < FPS * 1.15,
+      `eye ${i} paints about ${FPS} fps over 3 s (${rate[i].toFixed(1)}; last stats window ${e.fps.toFixed(1)}, ` +
+        `${e.drops} dropped, ${e.keyframesAsked} keyframes asked)`,
+    );
     check(e.decodeErrors === 0, `eye ${i} had no decoder errors`);
     check(e.latencyP50 > 0 && e.latencyP50 < 500, `eye ${i} latency estimate is sane (${e.latencyP50.toFixed(1)} ms p50)`);
   }
