@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { runTest, check, artifacts } from './lib.mjs';
 
 const FPS = 30;
-await runTest(['--fps', String(FPS)], async ({ daemon, page, errors }) => {
+// A 10 s GOP: after a hiccup the picture must come back long before the next periodic keyframe.
+await runTest(['--fps', String(FPS), '--gop', '10'], async ({ daemon, page, errors }) => {
   await page.goto(daemon.url);
   await page.waitForFunction(() => window.pieyes && window.pieyes.snapshot().every((e) => e.painted > 30), null, { timeout: 30000 });
   // Frames painted over 3 s, per eye (the page's own stats line shows the last second only,
@@ -40,6 +41,20 @@ await runTest(['--fps', String(FPS)], async ({ daemon, page, errors }) => {
   }
   const statsText = await page.$$eval('.stats', (els) => els.map((e) => e.textContent));
   check(statsText.every((t) => /fps/.test(t) && /latency/.test(t)), 'stats lines are shown: ' + statsText.join(' | '));
+
+  // A hiccup as a busy laptop has one: the page's main thread blocked for 1.5 s. The frames
+  // that queued up meanwhile overflow the decoder, the viewer skips and asks for a keyframe,
+  // and both eyes paint again well before the next periodic keyframe (10 s away).
+  const before = await page.evaluate(() => window.pieyes.snapshot());
+  await page.evaluate(() => { const t = performance.now(); while (performance.now() - t < 1500); });
+  const unblocked = Date.now();
+  await page.waitForFunction(
+    (b) => window.pieyes.snapshot().every((e, i) => e.painted > b[i].painted + 30), before, { timeout: 5000 });
+  const recovered = Date.now() - unblocked;
+  const after = await page.evaluate(() => window.pieyes.snapshot());
+  const asked = after.map((e, i) => e.keyframesAsked - before[i].keyframesAsked);
+  check(asked.some((n) => n > 0), `after the hiccup the viewer asked for keyframes (${asked})`);
+  check(recovered < 3000, `both eyes painted 30 more frames ${recovered} ms after it, not a GOP later`);
   check(errors.length === 0, 'no page errors ' + errors.join('; '));
   const shot = join(artifacts, 'viewer.png');
   await page.screenshot({ path: shot });
