@@ -147,21 +147,7 @@ fn fd_exhaustion_backs_off_without_spinning_and_recovers() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(rest) = l.split("listening on http://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let l2 = log.clone();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            l2.lock().unwrap().push_str(&(l + "\n"));
-        }
-    });
+    let (addr, log) = follow_log(&mut child);
     let pid = child.id();
     let cpu = || -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -67,6 +67,34 @@ fn start_timeout() -> Duration {
     Duration::from_secs(if emulated() { 60 } else { 20 })
 }
 
+/// Collect a just-spawned daemon's stderr (piped) into a shared log, and wait until it says
+/// where it listens; a daemon that does not within the start-up timeout is killed, and the
+/// test fails with its log.
+pub fn follow_log(child: &mut Child) -> (SocketAddr, Arc<Mutex<String>>) {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split('/').next().unwrap().to_string());
+            }
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = match rx.recv_timeout(start_timeout()) {
+        Ok(a) => a.parse().unwrap(),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("daemon did not start; log:\n{}", log.lock().unwrap());
+        }
+    };
+    (addr, log)
+}
+
 impl Daemon {
     /// Start `pieyes` with the given extra flags; waits until it listens.
     pub fn start(args: &[&str]) -> Daemon {
@@ -103,27 +131,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn pieyes");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap().to_string());
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(start_timeout()) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("daemon did not start; log:\n{}", log.lock().unwrap());
-            }
-        };
+        let (addr, log) = follow_log(&mut child);
         Daemon { child, addr, control, log, _dir: dir }
     }
 
