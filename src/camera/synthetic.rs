@@ -318,16 +318,20 @@ mod tests {
     use super::*;
     use crate::camera::Controls;
 
-    #[test]
-    fn both_eyes_complete_on_the_same_tick_with_the_requested_crop() {
-        let cfg = SyntheticConfig {
+    /// A small rig (two buffers per eye, unpinned) at `fps`.
+    fn small(fps: u32) -> SyntheticConfig {
+        SyntheticConfig {
             sensor: Size { w: 640, h: 360 },
             output: Size { w: 320, h: 240 },
-            fps: 20,
+            fps,
             disparity: 8,
-            buffers_per_eye: 2,
-            cpu: None,
-        };
+            ..SyntheticConfig::default()
+        }
+    }
+
+    #[test]
+    fn both_eyes_complete_on_the_same_tick_with_the_requested_crop() {
+        let cfg = small(20);
         let (_rig, mut eyes) = SyntheticRig::start(&cfg, Default::default()).unwrap();
         let crop = Rect::new(100, 40, 320, 240);
         let mut predicted = [0u32; 2];
@@ -357,14 +361,7 @@ mod tests {
 
     #[test]
     fn every_request_lands_on_the_sequence_it_was_promised_even_when_the_capture_falls_behind() {
-        let cfg = SyntheticConfig {
-            sensor: Size { w: 640, h: 360 },
-            output: Size { w: 320, h: 240 },
-            fps: 100,
-            disparity: 8,
-            buffers_per_eye: 2,
-            cpu: None,
-        };
+        let cfg = small(100);
         let (_rig, [mut eye, _other]) = SyntheticRig::start(&cfg, Default::default()).unwrap();
         let mut free = eye.take_buffers();
         let mut promised = std::collections::HashMap::new();
