@@ -175,7 +175,8 @@ options:
   --viewer-timeout S    a video viewer that takes no data for S seconds is dropped (default 10;
                         one that falls behind by 12 frames is skipped to the next keyframe first)
   --inject FAULTS       test faults: KIND[=EYE]@START[+DURATION],… with KIND camera-stall,
-                        camera-error, encoder-error, encoder-hang or state-full (seconds)
+                        camera-error, encoder-error, encoder-hang, state-full or state-slow
+                        (seconds)
   --www DIR             serve the viewer from DIR instead of the built-in copy
 
 environment:

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 pub enum Token {
     Signal,
     Housekeeping,
+    /// The save worker finished a job.
+    Saver,
     HttpListener,
     ControlListener,
     Camera(u8),

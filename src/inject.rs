@@ -1,5 +1,5 @@
 //! Fault injection for tests (`--inject`): make the synthetic camera stall or fail, the
-//! encoder fail or hang, or `save` meet a full disk, for a window of time, so each fault and
+//! encoder fail or hang, or `save` meet a full or slow disk, for a window of time, so each fault and
 //! the recovery from it can be caused on purpose. Spec: `KIND[=EYE]@START[+DURATION]`, times
 //! in seconds after start-up, comma-separated, e.g. `camera-stall=0@5+3,state-full@2+1`.
 
@@ -12,6 +12,8 @@ pub enum Kind {
     EncoderError,
     EncoderHang,
     StateFull,
+    /// `save` takes until the end of the window (a slow SD card).
+    StateSlow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,9 +72,10 @@ fn parse_one(item: &str) -> Result<Fault, String> {
         "encoder-error" => Kind::EncoderError,
         "encoder-hang" => Kind::EncoderHang,
         "state-full" => Kind::StateFull,
+        "state-slow" => Kind::StateSlow,
         _ => {
             return Err(format!(
-                "--inject: unknown fault {name:?} (camera-stall, camera-error, encoder-error, encoder-hang, state-full)"
+                "--inject: unknown fault {name:?} (camera-stall, camera-error, encoder-error, encoder-hang, state-full, state-slow)"
             ));
         }
     };

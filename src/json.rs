@@ -1,26 +1,16 @@
 //! A tiny JSON writer for status lines and hello messages (no serde: a handful of flat
-//! objects don't earn a dependency).
+//! objects don't earn a dependency). Numbers and strings follow `control::text`.
 
 use std::fmt::Write;
 
+/// A JSON string literal (the one quoting rule, `control::text`).
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::control::text::json_string(s)
+}
+
+/// `[x,y,w,h]`.
+pub fn rect(r: crate::camera::Rect) -> String {
+    array([r.x, r.y, r.w, r.h].map(|v| v.to_string()))
 }
 
 /// Builds one JSON object: `Obj::new().num("a", 1).str("b", "x").finish()`.
@@ -43,12 +33,9 @@ impl Obj {
     pub fn num(mut self, k: &str, v: impl Into<f64>) -> Self {
         self.key(k);
         let v = v.into();
+        // The one number format (`control::text::num`), shared with replies and the state file.
         if v.is_finite() {
-            if v.fract() == 0.0 && v.abs() < 1e15 {
-                let _ = write!(self.buf, "{}", v as i64);
-            } else {
-                let _ = write!(self.buf, "{:.3}", v);
-            }
+            self.buf.push_str(&crate::control::text::num(v));
         } else {
             self.buf.push_str("null");
         }
@@ -103,6 +90,6 @@ mod tests {
             .bool("t", true)
             .raw("arr", &array(["1".to_string(), "2".to_string()]))
             .finish();
-        assert_eq!(s, r#"{"a":1,"b":2.500,"n":null,"s":"q\"\n\u0001","t":true,"arr":[1,2]}"#);
+        assert_eq!(s, r#"{"a":1,"b":2.5,"n":null,"s":"q\"\n\u0001","t":true,"arr":[1,2]}"#);
     }
 }

@@ -2,8 +2,11 @@
 //! What is not here lives beside the parser it bounds: `http::request::{MAX_HEAD,
 //! MAX_HEADERS}`, `control::command::MAX_LINE`, `stream::fanout::Limits`.
 
-/// Connections of all kinds (HTTP, WebSocket, control socket) at once; past it: 503 / close.
+/// Network connections (HTTP, WebSocket) at once; past it: 503.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Unix control socket connections at once, a budget of their own: however many network
+/// clients there are, the robot's controller still gets in. Past it: `err busy`.
+pub const MAX_CONTROL_CONNECTIONS: usize = 32;
 /// TCP connections from one address at once; past it: 503.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// Time limits on connections; each has a flag (`--header-timeout` …, in seconds).
@@ -33,19 +36,27 @@ pub const MAX_COMMANDS_PER_S: u32 = 50;
 pub const MAX_WATCH_BACKLOG: usize = 1 << 20;
 /// How long a closing connection may take to flush before it is dropped.
 pub const CLOSE_GRACE_US: u64 = 1_000_000;
+/// Back-pressure: an HTTP connection whose responses are unread past this many bytes is not
+/// read (its next pipelined request waits in the kernel) until they drain.
+pub const MAX_HTTP_BACKLOG: usize = 256 * 1024;
+/// Back-pressure: a control connection whose replies are unread past this many bytes is not
+/// read until they drain (`watch` events are bounded apart, by `MAX_WATCH_BACKLOG`).
+pub const MAX_REPLY_BACKLOG: usize = 64 * 1024;
+/// Bytes read but not yet parsed that a connection may hold; past it, reading pauses.
+pub const MAX_UNPARSED_INPUT: usize = 256 * 1024;
 
 /// A token bucket: `rate` per second, up to `burst` at once.
 #[derive(Clone, Debug)]
-pub struct RateLimit {
+pub struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
     last_us: u64,
 }
 
-impl RateLimit {
+impl TokenBucket {
     pub fn new(rate_per_s: u32, burst: u32, now_us: u64) -> Self {
-        RateLimit { rate: rate_per_s as f64, burst: burst as f64, tokens: burst as f64, last_us: now_us }
+        TokenBucket { rate: rate_per_s as f64, burst: burst as f64, tokens: burst as f64, last_us: now_us }
     }
 
     /// Take `n` tokens; false (and nothing taken) if there are not enough.
@@ -73,7 +84,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_bursts_then_the_rate() {
-        let mut r = RateLimit::new(10, 20, 0);
+        let mut r = TokenBucket::new(10, 20, 0);
         assert!((0..20).all(|_| r.allow(1, 0)), "a full burst");
         assert!(!r.allow(1, 0));
         assert!(!r.allow(1, 50_000), "half a token after 50 ms");

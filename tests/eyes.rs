@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -144,18 +144,6 @@ fn glide(ms: u32) {
     assert!(between >= (frames - 2) / 2, "intermediate crops: {glide:?}");
 }
 
-fn watch_lines(stream: UnixStream) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 #[test]
 fn watch_streams_events_in_order_and_every_client_sees_every_change() {
     let d = Daemon::start(ARGS);
@@ -179,7 +167,7 @@ fn watch_streams_events_in_order_and_every_client_sees_every_change() {
                 None => panic!("closed"),
             }
         };
-        assert!(ev.contains("\"x\":0.750"), "{ev}");
+        assert!(ev.contains("\"x\":0.75"), "{ev}");
     }
     // Once the look has landed (its crop event), change something else from a browser.
     let mut got = Vec::new();
@@ -205,7 +193,7 @@ fn watch_streams_events_in_order_and_every_client_sees_every_change() {
     let pos = |pred: &dyn Fn(&str) -> bool| {
         got.iter().position(|l| pred(l)).unwrap_or_else(|| panic!("missing event in {got:#?}"))
     };
-    let look_state = pos(&|l| l.starts_with("event state") && l.contains("\"x\":0.750"));
+    let look_state = pos(&|l| l.starts_with("event state") && l.contains("\"x\":0.75"));
     let look_crop = pos(&|l| l.starts_with(&format!("event crop eye=0 seq={s} ")));
     let zoom_state = pos(&|l| l.starts_with("event state") && l.contains("\"zoom\":3"));
     assert!(look_state < look_crop && look_crop < zoom_state, "{got:#?}");
@@ -312,4 +300,49 @@ fn pause_resume_fps_and_flip() {
     assert!(units[0].header.keyframe);
     let crops = crops_by_seq(&units, 0, &scene, Flip::V);
     assert!(!crops.is_empty());
+}
+
+/// A glide's end is announced by one `event arrived` on its `until` frame, even when the
+/// eased crop reaches its target a frame or two early (no `event crop` comes then).
+#[test]
+fn a_long_glide_arrives_on_its_until_frame() {
+    let d = Daemon::start(ARGS);
+    let us = UnixStream::connect(&d.control).unwrap();
+    let lines = watch_lines(us.try_clone().unwrap());
+    (&us).write_all(b"watch\nlook both 1 0 over 3000\n").unwrap();
+    let next = || lines.recv_timeout(Duration::from_secs(10)).expect("a line within 10 s");
+    assert!(next().starts_with("ok watching"));
+    let reply = loop {
+        let l = next();
+        if l.starts_with("ok ") {
+            break l;
+        }
+    };
+    let until: u32 = field(&reply, "until").parse().unwrap();
+    let mut arrived = Vec::new();
+    while arrived.len() < 2 {
+        let l = next();
+        if l.starts_with("event arrived ") {
+            arrived.push(l);
+        }
+    }
+    for eye in 0..2 {
+        let l = arrived.iter().find(|l| l.starts_with(&format!("event arrived eye={eye} "))).expect("each eye arrives");
+        assert_eq!(field(l, "seq").parse::<u32>().unwrap(), until, "{l}");
+        assert_eq!(field(l, "crop"), field(&reply, &format!("crop{eye}")), "{l}");
+    }
+}
+
+/// The example controller waits for `event arrived`; with 2 s steps it used to wait forever.
+#[test]
+fn the_gaze_sweep_example_runs_with_slow_steps() {
+    let d = Daemon::start(ARGS);
+    let out = std::process::Command::new("python3")
+        .args(["examples/gaze_sweep.py", "--loops", "1", "--steps", "3", "--step-ms", "2000", "--socket"])
+        .arg(&d.control)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().filter(|l| l.starts_with("look ")).count(), 3, "{text}");
 }

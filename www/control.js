@@ -8,11 +8,16 @@ const wsUrl = (path) => (location.protocol === 'https:' ? 'wss://' : 'ws://') + 
 
 // `eye=0 joined viewers=2` → { eye: '0', joined: true, viewers: '2' }; a value may be quoted
 // (`camera="stalled: no frames"`).
+// `key=value` fields of a reply or event line (README "Replies and events"): a value is a
+// bare word, or a JSON string when it holds spaces or quotes; a word without `=` is a flag.
 function parseFields(s) {
   const out = {};
   for (const m of s.matchAll(/([\w.-]+)=("(?:[^"\\]|\\.)*"|\S*)|(\S+)/g)) {
     if (m[3] !== undefined) out[m[3]] = true;
-    else out[m[1]] = m[2].startsWith('"') ? m[2].slice(1, -1).replace(/\\(.)/g, '$1') : m[2];
+    else if (!m[2].startsWith('"')) out[m[1]] = m[2];
+    else {
+      try { out[m[1]] = JSON.parse(m[2]); } catch (e) { out[m[1]] = m[2].slice(1, -1); }
+    }
   }
   return out;
 }

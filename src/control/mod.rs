@@ -3,5 +3,8 @@
 
 pub mod command;
 pub mod ctl;
+pub mod event;
 pub mod line;
+pub mod reply;
 pub mod state_file;
+pub mod text;

@@ -1,38 +1,108 @@
-//! Client connections as the loop drives them: accepting (with limits), reading into the
-//! sans-IO parsers, executing control lines, writing outboxes, fan-out of video packets,
-//! `watch` events, and dropping clients when they go.
+//! The connections as the loop holds them — a socket and its session — and the loop's side of
+//! them: accepting within the budgets, reading into the session, doing what the session asks
+//! (route a request, run a command, force a keyframe), writing its outbox, fan-out of video
+//! packets, `watch` events and health messages, and dropping connections when they end.
 
+use std::collections::HashMap;
+use std::io::{IoSlice, Read};
+use std::net::{IpAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use super::client::{Client, ReadResult, Role, Stream};
-use super::{ACCEPT_BACKOFF_US, Daemon, commands, routes};
-use crate::control::command::{self, Command, MAX_LINE};
-use crate::control::line::{Line, LineReader};
+use super::{ACCEPT_BACKOFF_US, Daemon, PlantView};
+use crate::control::command::Command;
+use crate::control::event::Event;
+use crate::controller::{Action, Outcome, Plant, report};
 use crate::event_loop::Ready;
 use crate::health::Change;
+use crate::http::request::Request;
 use crate::http::response;
-use crate::limits::{
-    CLOSE_GRACE_US, MAX_COMMANDS_PER_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_WATCH_BACKLOG,
-    MAX_WS_FRAMES_PER_S,
-};
+use crate::limits::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_CONTROL_CONNECTIONS};
+use crate::session::control_line::ControlLineSession;
+use crate::session::control_ws::ControlWsSession;
+use crate::session::http::HttpSession;
+use crate::session::routes::{self, Endpoint, Route};
+use crate::session::viewer::ViewerSession;
+use crate::session::{Ask, Session};
 use crate::stream::fanout::Offer;
+use crate::stream::outbox::MAX_SLICES;
 use crate::stream::wire::Packet;
-use crate::sys::clock::monotonic_us;
-use crate::ws::connection::Event;
-use crate::ws::frame::{Opcode, close};
+use crate::sys::socket::send_vectored;
+use crate::ws::frame::close;
 
-impl Daemon {
-    pub(super) fn new_client_id(&mut self) -> u64 {
-        let id = self.next_client;
-        self.next_client += 1;
+/// Kernel send buffer of a video viewer's socket: a few frames, well under a second. A small
+/// one keeps a slow viewer's backlog in our queue, where the fan-out policy sees it (skip to a
+/// keyframe), not hidden in the kernel.
+const VIDEO_SNDBUF: usize = 256 * 1024;
+/// Bytes read per readable event at most, so one chatty client cannot starve the others.
+const READ_BUDGET: usize = 256 * 1024;
+
+pub enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+pub struct Conn {
+    pub socket: Socket,
+    /// The peer's address (TCP only), for the per-address budget.
+    pub addr: Option<IpAddr>,
+    pub session: Session,
+}
+
+#[derive(Default)]
+pub struct Connections {
+    pub map: HashMap<u64, Conn>,
+    next_id: u64,
+    /// Connections refused by the budgets.
+    pub refused: u64,
+    /// Ids of each eye's video viewers.
+    pub viewers: Vec<Vec<u64>>,
+    scratch: Vec<u8>,
+}
+
+impl Connections {
+    pub fn new(eyes: usize) -> Connections {
+        Connections { viewers: vec![Vec::new(); eyes], next_id: 1, scratch: vec![0; 16 * 1024], ..Default::default() }
+    }
+
+    fn insert(&mut self, c: Conn) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.map.insert(id, c);
         id
     }
 
-    pub(super) fn accept_error(&mut self, what: &str, e: std::io::Error, now: u64) {
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-        ) {
+    fn count(&self, unix: bool) -> usize {
+        self.map.values().filter(|c| matches!(c.socket, Socket::Unix(_)) == unix).count()
+    }
+}
+
+fn is_fd_exhaustion(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
+
+impl Daemon {
+    fn accept_error(&mut self, what: &str, e: std::io::Error, now: u64) {
+        if is_fd_exhaustion(&e) {
             if self.accept_paused_until < now {
                 crate::warn!("{what}: accept failed ({e}); pausing accepts for {} ms", ACCEPT_BACKOFF_US / 1000);
             }
@@ -42,340 +112,360 @@ impl Daemon {
         }
     }
 
+    fn refused(&mut self, from: &str, why: &str) {
+        self.conns.refused += 1;
+        if self.conns.refused.is_power_of_two() {
+            crate::warn!("refused a connection from {from}: {why} ({} refused so far)", self.conns.refused);
+        }
+    }
+
     pub(super) fn accept_http(&mut self, now: u64) {
         loop {
-            match self.http.accept() {
-                Ok((s, addr)) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let from_addr = self.clients.values().filter(|c| c.addr == Some(addr.ip())).count();
-                    if self.clients.len() >= MAX_CONNECTIONS || from_addr >= MAX_CONNECTIONS_PER_ADDRESS {
-                        // Refused before it costs anything: one best-effort write, then gone.
-                        let why = if from_addr >= MAX_CONNECTIONS_PER_ADDRESS {
-                            "too many connections from your address"
-                        } else {
-                            "too many connections"
-                        };
-                        let _ = std::io::Write::write(&mut &s, &response::error(503, why, &[("Retry-After", "5")]));
-                        self.refused += 1;
-                        if self.refused.is_power_of_two() {
-                            crate::warn!("refused a connection from {addr}: {why} ({} refused so far)", self.refused);
-                        }
-                        continue;
-                    }
-                    let _ = crate::sys::socket::set_nodelay(&s);
-                    let id = self.new_client_id();
-                    crate::debug!("client {id}: connected from {addr}");
-                    let c = Client::new(Stream::Tcp(s), Role::Http, addr.to_string(), Some(addr.ip()), now);
-                    self.clients.insert(id, c);
-                }
+            let (s, addr) = match self.http.accept() {
+                Ok(a) => a,
                 Err(e) => return self.accept_error("http", e, now),
+            };
+            if s.set_nonblocking(true).is_err() {
+                continue;
             }
+            let from_addr = self.conns.map.values().filter(|c| c.addr == Some(addr.ip())).count();
+            let why = if from_addr >= MAX_CONNECTIONS_PER_ADDRESS {
+                Some("too many connections from your address")
+            } else if self.conns.count(false) >= MAX_CONNECTIONS {
+                Some("too many connections")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                // Refused before it costs anything: one best-effort write, then gone.
+                let _ = std::io::Write::write(&mut &s, &response::error(503, why, &[("Retry-After", "5")]));
+                self.refused(&addr.to_string(), why);
+                continue;
+            }
+            let _ = crate::sys::socket::set_nodelay(&s);
+            let session = Session::Http(HttpSession::new(addr.to_string(), now, self.cfg.timeouts));
+            let id = self.conns.insert(Conn { socket: Socket::Tcp(s), addr: Some(addr.ip()), session });
+            crate::debug!("client {id}: connected from {addr}");
         }
     }
 
+    /// The robot's own socket has a budget of its own: the network can never use it up.
     pub(super) fn accept_control(&mut self, now: u64) {
         loop {
-            match self.control.accept() {
-                Ok((s, _)) => {
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    if self.clients.len() >= MAX_CONNECTIONS {
-                        let _ = std::io::Write::write(&mut &s, b"err busy too many connections\n");
-                        continue;
-                    }
-                    let id = self.new_client_id();
-                    crate::debug!("client {id}: control socket connection");
-                    let role = Role::ControlUnix { lines: LineReader::new(MAX_LINE) };
-                    let mut c = Client::new(Stream::Unix(s), role, "unix".into(), None, now);
-                    c.may_steer = true; // the socket's file mode decides who gets here
-                    self.clients.insert(id, c);
-                }
+            let s = match self.control.listener.accept() {
+                Ok((s, _)) => s,
                 Err(e) => return self.accept_error("control", e, now),
+            };
+            if s.set_nonblocking(true).is_err() {
+                continue;
             }
+            if self.conns.count(true) >= MAX_CONTROL_CONNECTIONS {
+                let _ = std::io::Write::write(&mut &s, b"err busy too many control connections\n");
+                self.refused("the control socket", "too many control connections");
+                continue;
+            }
+            let session = Session::ControlLine(ControlLineSession::new("unix".into(), now));
+            let id = self.conns.insert(Conn { socket: Socket::Unix(s), addr: None, session });
+            crate::debug!("client {id}: control socket connection");
         }
     }
 
-    pub(super) fn client_event(&mut self, id: u64, r: Ready, now: u64) {
-        let Some(mut c) = self.clients.remove(&id) else {
+    /// A client's socket is ready: read what the session wants, do what it asks, write.
+    pub(super) fn client_ready(&mut self, id: u64, r: Ready, now: u64) {
+        let Some(c) = self.conns.map.get_mut(&id) else {
             return;
         };
-        if (r.readable || r.hangup) && !c.closing {
-            let before = c.inbuf.len();
-            let result = c.read_available();
-            if c.inbuf.len() > before {
-                c.last_rx_us = now;
-                c.ping_sent_us = None;
+        if r.readable || r.hangup {
+            if c.session.wants_input() {
+                let scratch = &mut self.conns.scratch;
+                let mut total = 0;
+                while total < READ_BUDGET && c.session.wants_input() {
+                    match c.socket.read(scratch) {
+                        Ok(0) => {
+                            c.session.handle_eof();
+                            break;
+                        }
+                        Ok(n) => {
+                            c.session.handle_input(&scratch[..n], now);
+                            total += n;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            crate::debug!("client {id}: read: {e}");
+                            c.session.handle_eof();
+                            break;
+                        }
+                    }
+                }
+            } else if r.hangup {
+                if c.session.link().is_closing() {
+                    return self.drop_conn(id, "hung up");
+                }
+                c.session.handle_eof();
             }
-            match result {
-                ReadResult::Data => self.process_input(id, &mut c, now),
-                ReadResult::Gone(why) => {
-                    // Still answer what arrived before the EOF (a one-shot `ctl` command).
-                    self.process_input(id, &mut c, now);
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    if c.outbox.is_empty() {
-                        self.clients.insert(id, c);
-                        return self.drop_client(id, &why);
+        }
+        self.serve(id, now);
+        self.flush(id, now);
+    }
+
+    /// Do what the session asks until it asks nothing more.
+    fn serve(&mut self, id: u64, now: u64) {
+        loop {
+            let Some(c) = self.conns.map.get_mut(&id) else {
+                return;
+            };
+            match c.session.poll(now) {
+                None => return,
+                Some(Ask::Route(req)) => self.route(id, req, now),
+                Some(Ask::Execute(cmd)) => self.execute(id, cmd, now),
+                Some(Ask::Keyframe) => {
+                    if let Session::Viewer(v) = &c.session {
+                        crate::debug!("viewer {id} ({}) asks eye {} for a keyframe", v.link().peer, v.eye);
+                        self.controller.request_keyframe(v.eye);
                     }
                 }
             }
-        } else if r.hangup && c.closing {
-            self.clients.insert(id, c);
-            return self.drop_client(id, "hung up");
         }
-        self.clients.insert(id, c);
-        self.flush_client(id, now);
     }
 
-    /// Write what the client has pending; drop it if the socket failed or it finished closing.
-    pub(super) fn flush_client(&mut self, id: u64, now: u64) {
-        let Some(c) = self.clients.get_mut(&id) else {
+    fn plant(&self) -> PlantView<'_> {
+        PlantView { eyes: &self.eyes, conns: &self.conns, started_us: self.started_us }
+    }
+
+    fn execute(&mut self, id: u64, cmd: Command, now: u64) {
+        // The asking connection stays in the map meanwhile: `status` counts it.
+        let plant = PlantView { eyes: &self.eyes, conns: &self.conns, started_us: self.started_us };
+        let outcome = self.controller.execute(cmd, now, &plant);
+        self.carry_out();
+        match outcome {
+            Outcome::Reply(r) => {
+                if let Some(c) = self.conns.map.get_mut(&id) {
+                    c.session.reply(&r);
+                }
+            }
+            Outcome::Pending(ticket) => {
+                self.pending_saves.insert(ticket, id);
+            }
+        }
+    }
+
+    /// Carry out what the controller decided.
+    pub(super) fn carry_out(&mut self) {
+        for action in self.controller.take_actions() {
+            match action {
+                Action::ConfigureEncoder { eye, config } => self.eyes[eye as usize].encoder.configure(config),
+                Action::SetFlip { eye, flip } => {
+                    if let Err(e) = self.eyes[eye as usize].camera.set_flip(flip) {
+                        crate::error!("eye {eye}: cannot flip {}: {e}", flip.name());
+                    }
+                }
+                Action::SetFps(fps) => {
+                    for p in &mut self.eyes {
+                        if let Err(e) = p.camera.set_fps(fps) {
+                            crate::error!("eye {}: cannot set {fps} fps: {e}", p.index);
+                        }
+                    }
+                }
+                Action::Capture { paused } => {
+                    crate::info!("capture {}", if paused { "paused" } else { "resumed" });
+                    if !paused {
+                        for p in &mut self.eyes {
+                            p.refill(&mut self.controller);
+                        }
+                    }
+                }
+                Action::Save(job) => self.saver.submit(job),
+            }
+        }
+    }
+
+    /// The save worker finished jobs: answer the connections that asked.
+    pub(super) fn saves_finished(&mut self) {
+        for (ticket, result) in self.saver.finished() {
+            let reply = self.controller.save_finished(ticket, result);
+            if let Some(id) = self.pending_saves.remove(&ticket) {
+                if let Some(c) = self.conns.map.get_mut(&id) {
+                    c.session.reply(&reply);
+                }
+                let now = crate::sys::clock::monotonic_us();
+                self.serve(id, now); // the commands that waited behind the save
+                self.flush(id, now);
+            }
+        }
+    }
+
+    fn route(&mut self, id: u64, req: Request, now: u64) {
+        let route = routes::route(&req, self.eyes.len());
+        let (bytes, keep) = match route {
+            Route::Upgrade { endpoint, accept } => return self.upgrade(id, endpoint, accept, now),
+            Route::Refuse { status, reason, extra } => {
+                let Some(c) = self.conns.map.get_mut(&id) else { return };
+                if status == 403 {
+                    crate::warn!("client {id} ({}): {} {}: {reason}", c.session.link().peer, req.method, req.path);
+                } else {
+                    crate::debug!("client {id} ({}): {status} {reason}", c.session.link().peer);
+                }
+                if let Session::Http(h) = &mut c.session {
+                    h.refuse(status, reason, extra, now);
+                }
+                return;
+            }
+            Route::Status => {
+                let body = report::status_json(&self.controller, &self.plant().measured(), now);
+                routes::ok(
+                    &req,
+                    &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                    body.as_bytes(),
+                )
+            }
+            Route::Metrics => {
+                let body = report::metrics_text(&self.controller, &self.plant().measured(), now);
+                let ctype = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                routes::ok(&req, &[ctype, ("Cache-Control", "no-store")], body.as_bytes())
+            }
+            Route::File(path) => match self.www.get(&path) {
+                Some((body, ctype)) => {
+                    let headers =
+                        [("Content-Type", ctype), ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")];
+                    routes::ok(&req, &headers, &body)
+                }
+                None => routes::not_found(&req),
+            },
+        };
+        if let Some(Conn { session: Session::Http(h), .. }) = self.conns.map.get_mut(&id) {
+            h.respond(bytes, keep, now);
+        }
+    }
+
+    /// The handshake passed: the HTTP session becomes a viewer or a control session.
+    fn upgrade(&mut self, id: u64, endpoint: Endpoint, accept: Vec<u8>, now: u64) {
+        let Some(c) = self.conns.map.get_mut(&id) else { return };
+        let placeholder = Session::Http(HttpSession::new(String::new(), now, self.cfg.timeouts));
+        let Session::Http(http) = std::mem::replace(&mut c.session, placeholder) else {
+            unreachable!("only HTTP sessions are routed");
+        };
+        let (link, rest) = http.into_upgrade();
+        let peer = link.peer.clone();
+        let ping_us = self.cfg.timeouts.ping_us;
+        match endpoint {
+            Endpoint::Video(eye) => {
+                let p = &self.eyes[eye as usize];
+                let hello = report::hello_json(&self.controller, eye, p.camera.info(), p.codec.as_deref());
+                c.session =
+                    Session::Viewer(ViewerSession::new(eye, link, accept, &hello, self.fanout_limits, ping_us, now));
+                if let Err(e) = crate::sys::socket::set_send_buffer(&c.socket, VIDEO_SNDBUF) {
+                    crate::debug!("client {id}: SO_SNDBUF: {e}");
+                }
+                let viewers = &mut self.conns.viewers[eye as usize];
+                viewers.push(id);
+                let n = viewers.len();
+                self.controller.request_keyframe(eye);
+                crate::info!("viewer {id} ({peer}) joined eye {eye}; {n} viewer(s)");
+                self.controller.push_event(Event::Viewer { eye, joined: true, viewers: n });
+            }
+            Endpoint::Control => {
+                let may_steer = !self.controller.token_required();
+                c.session = Session::ControlWs(ControlWsSession::new(link, accept, may_steer, ping_us, now));
+                let how = if may_steer { "" } else { " (view-only until it sends the token)" };
+                crate::info!("control client {id} ({peer}) connected{how}");
+            }
+        }
+        if !rest.is_empty() {
+            c.session.handle_input(&rest, now);
+        }
+    }
+
+    /// Write what the connection has pending; drop it if the socket failed or it is done.
+    pub(super) fn flush(&mut self, id: u64, now: u64) {
+        let Some(c) = self.conns.map.get_mut(&id) else {
             return;
         };
         let eyes = &mut self.eyes;
-        let sent = |p: &Packet| {
-            if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
-                e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
-            }
-        };
-        match c.flush(now, sent) {
-            Ok(n) => {
-                if n > 0 {
-                    if let Role::Video { sub, .. } = &mut c.role {
-                        sub.progressed(now);
+        while !c.session.link().outbox.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = c.session.link().outbox.slices(&mut slices);
+            match send_vectored(&c.socket, &slices[..n]) {
+                Ok(0) => break,
+                Ok(k) => c.session.sent(k, now, |p: &Packet| {
+                    if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
+                        e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
                     }
-                }
-                if c.closing && c.outbox.is_empty() {
-                    self.drop_client(id, "closed");
-                }
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.drop_conn(id, &format!("write failed: {e}")),
             }
-            Err(e) => self.drop_client(id, &format!("write failed: {e}")),
+        }
+        if c.session.link().is_finished() {
+            self.drop_conn(id, "closed");
         }
     }
 
-    pub(super) fn drop_client(&mut self, id: u64, why: &str) {
-        let Some(c) = self.clients.remove(&id) else {
+    pub(super) fn drop_conn(&mut self, id: u64, why: &str) {
+        let Some(c) = self.conns.map.remove(&id) else {
             return;
         };
-        match &c.role {
-            Role::Video { eye, sub, .. } => {
-                let e = &mut self.eyes[*eye as usize];
-                e.viewers.retain(|&v| v != id);
-                self.pending_events.push(format!("event viewer eye={eye} left viewers={}", e.viewers.len()));
+        let peer = &c.session.link().peer;
+        match &c.session {
+            Session::Viewer(v) => {
+                let viewers = &mut self.conns.viewers[v.eye as usize];
+                viewers.retain(|&x| x != id);
+                let n = viewers.len();
+                self.controller.push_event(Event::Viewer { eye: v.eye, joined: false, viewers: n });
                 crate::info!(
-                    "viewer {id} ({}) left eye {eye}: {why}; {} frames queued, {} dropped; {} viewer(s) left",
-                    c.peer,
-                    sub.queued,
-                    sub.dropped,
-                    e.viewers.len()
+                    "viewer {id} ({peer}) left eye {}: {why}; {} frames queued, {} dropped; {n} viewer(s) left",
+                    v.eye,
+                    v.queued(),
+                    v.dropped()
                 );
             }
-            Role::ControlWs { .. } => crate::info!("control client {id} ({}) left: {why}", c.peer),
-            _ => crate::debug!("client {id} ({}) closed: {why}", c.peer),
+            Session::ControlWs(_) => crate::info!("control client {id} ({peer}) left: {why}"),
+            _ => crate::debug!("client {id} ({peer}) closed: {why}"),
         }
     }
 
     /// Hand one packet to every viewer of `eye`, then try to write it straight away.
     pub(super) fn fan_out(&mut self, eye: u8, p: &Arc<Packet>, now: u64) {
-        let e = &mut self.eyes[eye as usize];
-        for &id in &e.viewers {
-            let Some(c) = self.clients.get_mut(&id) else {
+        let stats = &mut self.eyes[eye as usize].stats;
+        for &id in &self.conns.viewers[eye as usize] {
+            let Some(Conn { session: Session::Viewer(v), .. }) = self.conns.map.get_mut(&id) else {
                 continue;
             };
-            if c.closing {
-                continue;
+            let before = v.dropped();
+            if let Offer::Dropped { want_keyframe: true } = v.offer(p, now) {
+                self.controller.request_keyframe(eye);
             }
-            if let Role::Video { sub, .. } = &mut c.role {
-                let before = sub.dropped;
-                if let Offer::Dropped { want_keyframe: true } = sub.offer(&mut c.outbox, p, now) {
-                    e.keyframes.request();
-                }
-                e.stats.viewer_drops += sub.dropped - before;
-            }
+            stats.viewer_drops += v.dropped() - before;
         }
-        for i in 0..self.eyes[eye as usize].viewers.len() {
-            // (a write error drops the client and shortens the list: re-check the index)
-            let Some(&id) = self.eyes[eye as usize].viewers.get(i) else { break };
-            self.flush_client(id, now);
+        for i in 0..self.conns.viewers[eye as usize].len() {
+            // (a write error drops the connection and shortens the list: re-check the index)
+            let Some(&id) = self.conns.viewers[eye as usize].get(i) else { break };
+            self.flush(id, now);
         }
     }
 
-    pub(super) fn process_input(&mut self, id: u64, c: &mut Client, now: u64) {
-        loop {
-            match &mut c.role {
-                Role::Http => {
-                    if !routes::handle_http(self, id, c, now) {
-                        return;
-                    }
-                    // The role changed (upgrade): handle what followed the handshake.
-                }
-                Role::ControlUnix { lines } => {
-                    lines.push(&c.inbuf);
-                    c.inbuf.clear();
-                    let pending: Vec<Line> = std::iter::from_fn(|| lines.next_line()).collect();
-                    for line in pending {
-                        let reply = match line {
-                            Line::Text(t) => self.execute_line(&t, c, now),
-                            Line::TooLong => {
-                                format!("err too-long line longer than {MAX_LINE} bytes")
-                            }
-                            Line::NotUtf8 => "err encoding commands are UTF-8 text".to_string(),
-                        };
-                        c.outbox.push_bytes(format!("{reply}\n").into_bytes());
-                    }
-                    return;
-                }
-                Role::Video { .. } | Role::ControlWs { .. } => return self.process_ws(c, now),
-            }
+    /// Send the controller's events (and everyone else's) to every `watch` connection.
+    pub(super) fn broadcast_events(&mut self, now: u64) {
+        if !self.controller.has_events() {
+            return;
         }
-    }
-
-    pub(super) fn process_ws(&mut self, c: &mut Client, now: u64) {
-        loop {
-            let is_control = matches!(c.role, Role::ControlWs { .. });
-            let ev = match &mut c.role {
-                Role::Video { ws, .. } | Role::ControlWs { ws } => ws.read(&mut c.inbuf),
-                _ => unreachable!("websocket role"),
-            };
-            while let Some(f) = c.ws_mut().unwrap().take_outgoing() {
-                c.outbox.push_bytes(f);
-            }
-            let frames = c.ws_mut().unwrap().frames_received();
-            let new_frames = (frames - c.frames_seen) as u32;
-            c.frames_seen = frames;
-            if new_frames > 0 && !c.frame_budget.allow(new_frames, now) {
-                crate::info!("client {}: more than {MAX_WS_FRAMES_PER_S} WebSocket frames/s; closing", c.peer);
-                if let Some(f) = c.ws_mut().unwrap().close(close::POLICY_VIOLATION, "too many frames") {
-                    c.outbox.push_bytes(f);
-                }
-                c.close_after_flush(now, CLOSE_GRACE_US);
-                return;
-            }
-            match ev {
-                Ok(None) => return,
-                Ok(Some(Event::Text(t))) if is_control => {
-                    for line in t.lines().filter(|l| !l.trim().is_empty()) {
-                        let reply = self.execute_line(line, c, now);
-                        let msg = c.ws_mut().unwrap().message(Opcode::Text, reply.as_bytes());
-                        c.outbox.push_bytes(msg);
-                    }
-                }
-                Ok(Some(Event::Binary(_))) if is_control => {
-                    // The control language is text: a binary message is a client that speaks
-                    // something else (RFC 6455 §7.4.1: 1003, data it cannot accept).
-                    crate::info!("client {}: binary message on /control; closing (1003)", c.peer);
-                    if let Some(f) = c.ws_mut().unwrap().close(close::UNSUPPORTED_DATA, "control commands are text") {
-                        c.outbox.push_bytes(f);
-                    }
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    return;
-                }
-                Ok(Some(Event::Closed { .. })) => {
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    return;
-                }
-                Ok(Some(Event::Text(t))) if t.trim() == "keyframe" => {
-                    // A viewer whose decoder lost its place (RTCP's picture loss, in spirit):
-                    // watching is enough to ask; the gate allows one forced IDR per 500 ms.
-                    if let Role::Video { eye, .. } = c.role {
-                        crate::debug!("viewer {} asks eye {eye} for a keyframe", c.peer);
-                        self.eyes[eye as usize].keyframes.request();
-                    }
-                }
-                Ok(Some(_)) => {} // viewers have nothing else to say; pongs need no answer
-                Err(e) => {
-                    crate::info!("client {}: websocket protocol error: {} (close {})", c.peer, e.reason, e.code);
-                    if let Some(f) = c.ws_mut().unwrap().close(e.code, e.reason) {
-                        c.outbox.push_bytes(f);
-                    }
-                    c.close_after_flush(now, CLOSE_GRACE_US);
-                    return;
+        let lines: Vec<String> = self.controller.drain_events().map(|e| e.to_string()).collect();
+        let watchers: Vec<u64> = self
+            .conns
+            .map
+            .iter()
+            .filter(|(_, c)| c.session.is_watching() && !c.session.link().is_closing())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in watchers {
+            let c = self.conns.map.get_mut(&id).expect("listed");
+            for l in &lines {
+                if !c.session.push_event(l, now) {
+                    break;
                 }
             }
-        }
-    }
-
-    /// Time limits, checked by the housekeeping timer: slow request heads (slowloris) get 408,
-    /// idle keep-alive connections and stuck viewers are dropped, quiet WebSockets are pinged
-    /// and closed when no pong comes back.
-    pub(super) fn check_timeouts(&mut self, now: u64) {
-        let t = self.cfg.timeouts;
-        let mut gone = Vec::new();
-        let mut touched = Vec::new();
-        for (&id, c) in self.clients.iter_mut() {
-            if c.closing {
-                if now >= c.closing_deadline_us {
-                    gone.push((id, "did not finish closing"));
-                }
-                continue;
-            }
-            match &mut c.role {
-                Role::Http => {
-                    let waiting_for_head = !c.inbuf.is_empty() || c.responses == 0;
-                    if waiting_for_head && now.saturating_sub(c.request_since_us) > t.header_us {
-                        crate::debug!("client {id} ({}): request head not complete in time", c.peer);
-                        c.outbox.push_bytes(response::error(408, "request head took too long", &[]));
-                        c.close_after_flush(now, CLOSE_GRACE_US);
-                        touched.push(id);
-                    } else if !waiting_for_head && now.saturating_sub(c.request_since_us) > t.idle_us {
-                        gone.push((id, "idle"));
-                    }
-                }
-                Role::Video { sub, .. } if sub.is_stuck(&c.outbox, now) => {
-                    gone.push((id, "stuck: no progress writing video"))
-                }
-                Role::Video { ws, .. } | Role::ControlWs { ws } => match c.ping_sent_us {
-                    Some(sent) if now.saturating_sub(sent) > t.ping_us => gone.push((id, "no answer to a ping")),
-                    None if now.saturating_sub(c.last_rx_us) > t.ping_us => {
-                        c.outbox.push_bytes(ws.ping(b"pieyes"));
-                        c.ping_sent_us = Some(now);
-                        touched.push(id);
-                    }
-                    _ => {}
-                },
-                Role::ControlUnix { .. } => {}
-            }
-        }
-        for (id, why) in gone {
-            self.drop_client(id, why);
-        }
-        for id in touched {
-            self.flush_client(id, now);
-        }
-    }
-
-    /// Run one command line for client `c`: rate limit, steering rights, then the command.
-    pub(super) fn execute_line(&mut self, line: &str, c: &mut Client, now: u64) -> String {
-        if !c.command_budget.allow(1, now) {
-            return format!("err rate-limited more than {MAX_COMMANDS_PER_S} commands/s; slow down");
-        }
-        match command::parse(line) {
-            Ok(Command::Watch) => {
-                c.watching = true;
-                format!("ok watching {}", commands::state_json(self))
-            }
-            Ok(Command::Auth(token)) => match &self.token {
-                None => "ok steering (no token is required)".into(),
-                Some(t) if crate::limits::same_secret(t.as_bytes(), token.as_bytes()) => {
-                    c.may_steer = true;
-                    crate::info!("client {}: steering unlocked with the token", c.peer);
-                    "ok steering".into()
-                }
-                Some(_) => {
-                    crate::warn!("client {}: wrong steering token", c.peer);
-                    "err forbidden wrong token".into()
-                }
-            },
-            Ok(cmd) if cmd.is_steering() && !c.may_steer => {
-                "err forbidden this connection is view-only: steering needs the token (auth <token>)".into()
-            }
-            Ok(cmd) => match commands::execute(self, cmd, now) {
-                Ok(reply) => reply,
-                Err(e) => command::format_err(&e),
-            },
-            Err(e) => command::format_err(&e),
+            self.flush(id, now);
         }
     }
 
@@ -398,56 +488,45 @@ impl Daemon {
                     }
                 }
             }
-            let e = &self.eyes[i];
-            let (cam, enc) = (e.camera_health.describe(), e.encoder_health.describe());
-            self.pending_events.push(format!("event health eye={i} camera={cam:?} encoder={enc:?}"));
-            let msg = crate::json::Obj::new()
-                .str("type", "status")
-                .int("eye", i as u64)
-                .str("camera", &cam)
-                .str("encoder", &enc)
-                .finish();
-            for id in e.viewers.clone() {
-                if let Some(c) = self.clients.get_mut(&id) {
-                    if let Some(ws) = c.ws_mut() {
-                        let frame = ws.message(Opcode::Text, msg.as_bytes());
-                        c.outbox.push_bytes(frame);
-                    }
+            let p = &self.eyes[i];
+            let (camera, encoder) = (p.camera_health.describe(), p.encoder_health.describe());
+            let msg = report::health_message(i as u8, &camera, &encoder);
+            self.controller.push_event(Event::Health { eye: i as u8, camera, encoder });
+            for id in self.conns.viewers[i].clone() {
+                if let Some(Conn { session: Session::Viewer(v), .. }) = self.conns.map.get_mut(&id) {
+                    v.send_text(&msg);
                 }
-                self.flush_client(id, now);
+                self.flush(id, now);
             }
         }
     }
 
-    /// Send pending event lines (and the eyes' crop events) to every `watch` connection.
-    pub(super) fn broadcast_events(&mut self) {
-        for e in &mut self.eyes {
-            self.pending_events.append(&mut e.events);
-        }
-        if self.pending_events.is_empty() {
-            return;
-        }
-        let events = std::mem::take(&mut self.pending_events);
-        let now = monotonic_us();
-        let watchers: Vec<u64> =
-            self.clients.iter().filter(|(_, c)| c.watching && !c.closing).map(|(&id, _)| id).collect();
-        for id in watchers {
-            let c = self.clients.get_mut(&id).expect("listed");
-            if c.outbox.pending_bytes() > MAX_WATCH_BACKLOG {
-                c.close_after_flush(now, CLOSE_GRACE_US);
-                crate::warn!("client {id} ({}): not reading its watch events; closing", c.peer);
-                continue;
+    /// Deadlines of every connection: slow heads, idle keep-alives, pings, stuck viewers,
+    /// closing connections that never finished.
+    pub(super) fn check_timeouts(&mut self, now: u64) {
+        let due: Vec<u64> = self
+            .conns
+            .map
+            .iter()
+            .filter(|(_, c)| c.session.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let c = self.conns.map.get_mut(&id).expect("listed");
+            match c.session.handle_timeout(now) {
+                Some(why) => self.drop_conn(id, why),
+                None => self.flush(id, now),
             }
-            for ev in &events {
-                let msg = match &c.role {
-                    Role::ControlWs { ws } => ws.message(Opcode::Text, ev.as_bytes()),
-                    _ => format!("{ev}\n").into_bytes(),
-                };
-                c.outbox.push_bytes(msg);
-            }
-            self.flush_client(id, now);
         }
-        self.pending_events = events;
-        self.pending_events.clear();
+    }
+
+    /// Shutting down: every WebSocket gets a close frame (1001), then every connection closes.
+    pub(super) fn close_all(&mut self, now: u64, grace_us: u64) {
+        let ids: Vec<u64> = self.conns.map.keys().copied().collect();
+        for id in ids {
+            let c = self.conns.map.get_mut(&id).expect("listed");
+            c.session.close(close::GOING_AWAY, "pieyes is shutting down", now, grace_us);
+            self.flush(id, now);
+        }
     }
 }

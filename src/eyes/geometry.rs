@@ -91,6 +91,12 @@ impl Geometry {
 
     /// The crop for `eye` (0 or 1) looking with `pose`, after its calibration `offset`.
     pub fn crop(&self, eye: u8, pose: Pose, offset: (i32, i32), flip: Flip) -> Rect {
+        self.crop_at_edge(eye, pose, offset, flip).0
+    }
+
+    /// `crop`, and whether the sensor's edge stopped it: vergence or an offset pushed the crop
+    /// past the active area, so the eye looks less far than the pose says.
+    pub fn crop_at_edge(&self, eye: u8, pose: Pose, offset: (i32, i32), flip: Flip) -> (Rect, bool) {
         let p = self.clamp(pose);
         let full = self.full();
         let (s, aspect) = (self.sensor, self.output.w as f64 / self.output.h as f64);
@@ -105,9 +111,12 @@ impl Geometry {
         let (hs, vs) = (if flip.h() { -1.0 } else { 1.0 }, if flip.v() { -1.0 } else { 1.0 });
         let cx = sx + sw / 2.0 + hs * (p.x * (sw - w as f64) / 2.0 + side * p.verge * sw / 2.0 + offset.0 as f64);
         let cy = sy + sh / 2.0 + vs * (p.y * (sh - h as f64) / 2.0 + offset.1 as f64);
-        let x = even(cx - w as f64 / 2.0).clamp(s.x as i64, (s.x as i64 + s.w as i64 - w) & !1);
-        let y = even(cy - h as f64 / 2.0).clamp(s.y as i64, (s.y as i64 + s.h as i64 - h) & !1);
-        Rect::new(x as u32, y as u32, w as u32, h as u32)
+        let (want_x, want_y) = (even(cx - w as f64 / 2.0), even(cy - h as f64 / 2.0));
+        let x = want_x.clamp(s.x as i64, (s.x as i64 + s.w as i64 - w) & !1);
+        let y = want_y.clamp(s.y as i64, (s.y as i64 + s.h as i64 - h) & !1);
+        // Rounding to even pixels may move an edge crop by one pixel; that is not a clamp.
+        let clamped = (want_x - x).abs() > 1 || (want_y - y).abs() > 1;
+        (Rect::new(x as u32, y as u32, w as u32, h as u32), clamped)
     }
 
     /// The pose that best describes a raw crop (for `crop`, so later relative moves start
@@ -148,6 +157,17 @@ mod tests {
 
     fn inside(r: Rect, s: Rect) -> bool {
         r.x >= s.x && r.y >= s.y && r.right() <= s.right() && r.bottom() <= s.bottom()
+    }
+
+    #[test]
+    fn vergence_past_the_edge_is_reported_as_clamped() {
+        let g = g();
+        let right = Pose { x: 1.0, ..Pose::default() };
+        assert!(!g.crop_at_edge(0, right, (0, 0), Flip::None).1, "against the edge by gaze alone: not clamped");
+        let (c, clamped) = g.crop_at_edge(0, Pose { verge: 0.1, ..right }, (0, 0), Flip::None);
+        assert!(clamped && c.right() == 2304, "{c:?}");
+        assert!(!g.crop_at_edge(1, Pose { verge: 0.1, ..right }, (0, 0), Flip::None).1, "eye 1 turns inwards");
+        assert!(!g.crop_at_edge(0, Pose { verge: 0.1, ..Pose::default() }, (0, 0), Flip::None).1);
     }
 
     #[test]

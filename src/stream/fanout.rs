@@ -85,7 +85,12 @@ impl Subscriber {
     }
 
     pub fn is_stuck(&self, outbox: &Outbox, now_us: u64) -> bool {
-        !outbox.is_empty() && now_us.saturating_sub(self.last_progress_us) > self.limits.stuck_us
+        self.stuck_at(outbox).is_some_and(|t| now_us > t)
+    }
+
+    /// When the viewer counts as stuck if nothing more is written (None: nothing waits).
+    pub fn stuck_at(&self, outbox: &Outbox) -> Option<u64> {
+        (!outbox.is_empty()).then_some(self.last_progress_us + self.limits.stuck_us)
     }
 }
 

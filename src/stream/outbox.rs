@@ -93,6 +93,21 @@ impl Outbox {
         }
     }
 
+    /// Everything pending as one byte string, marked as written (tests read what a session
+    /// queued this way).
+    #[cfg(test)]
+    pub fn drain_to_vec(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !self.is_empty() {
+            let mut s = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.slices(&mut s);
+            let chunk: Vec<u8> = s[..n].iter().flat_map(|x| x.iter().copied()).collect();
+            out.extend_from_slice(&chunk);
+            self.advance(chunk.len(), |_| {});
+        }
+        out
+    }
+
     /// Forget video packets not yet started (a partly written one must finish, or the byte
     /// stream breaks); owned frames stay. Returns how many packets were dropped.
     pub fn drop_unstarted_video(&mut self) -> usize {

@@ -10,6 +10,9 @@ use super::frame::{self, FrameError, Opcode, Role, close, decode};
 pub enum Event {
     Text(String),
     Binary(Vec<u8>),
+    /// A ping came in; its pong is already queued (`take_outgoing`). Reported so a caller can
+    /// count every frame against a rate limit, not every read.
+    Ping,
     Pong(Vec<u8>),
     /// The peer closed; our answering close frame (if one was due) is already queued.
     Closed {
@@ -60,9 +63,16 @@ impl Connection {
         self.frames_received
     }
 
-    /// A ping to send (keepalive); the peer's pong comes back as `Event::Pong`.
-    pub fn ping(&self, payload: &[u8]) -> Vec<u8> {
-        self.frame(Opcode::Ping, payload)
+    /// Whether data may still be sent: not once a close frame has gone out or come in (after a
+    /// close only the closing handshake may follow, RFC 6455 §5.5.1).
+    pub fn may_send(&self) -> bool {
+        !self.is_closing()
+    }
+
+    /// A ping to send (keepalive); the peer's pong comes back as `Event::Pong`. None once
+    /// closing.
+    pub fn ping(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        self.may_send().then(|| self.frame(Opcode::Ping, payload))
     }
 
     /// Next frame the protocol wants written (pong, close).
@@ -88,9 +98,10 @@ impl Connection {
         }
     }
 
-    /// Encode a data message for sending.
-    pub fn message(&self, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-        self.frame(opcode, payload)
+    /// Encode a data message for sending; None once a close frame was sent or received, so a
+    /// closing connection cannot be made to send data.
+    pub fn message(&self, opcode: Opcode, payload: &[u8]) -> Option<Vec<u8>> {
+        self.may_send().then(|| self.frame(opcode, payload))
     }
 
     /// Consume frames from the front of `input` until one yields an event or the input runs
@@ -128,7 +139,7 @@ impl Connection {
                     let pong = self.frame(Opcode::Pong, &f.payload);
                     self.outgoing.push_back(pong);
                 }
-                Ok(None)
+                Ok(Some(Event::Ping))
             }
             Opcode::Pong => Ok(Some(Event::Pong(f.payload))),
             Opcode::Close => {
@@ -209,6 +220,7 @@ mod tests {
         input.extend(encode_masked(true, Opcode::Ping, b"p", M));
         input.extend(encode_masked(false, Opcode::Continuation, b"tu", M));
         input.extend(encode_masked(true, Opcode::Continuation, b"s", M));
+        assert_eq!(c.read(&mut input).unwrap(), Some(Event::Ping));
         assert_eq!(c.read(&mut input).unwrap(), Some(Event::Text("status".into())));
         assert!(input.is_empty());
         assert_eq!(c.take_outgoing().unwrap(), frame::encode(Opcode::Pong, b"p"));
@@ -234,6 +246,34 @@ mod tests {
         assert_eq!(c.take_outgoing().unwrap(), frame::encode(Opcode::Close, &1001u16.to_be_bytes()));
         assert!(c.is_closed());
         assert_eq!(c.close(1000, ""), None, "only one close frame is ever sent");
+    }
+
+    #[test]
+    fn no_data_after_a_close_either_way() {
+        let mut ours = server();
+        assert!(ours.message(Opcode::Text, b"hi").is_some() && ours.ping(b"p").is_some());
+        assert!(ours.close(1000, "bye").is_some());
+        assert_eq!(ours.message(Opcode::Text, b"late"), None, "we sent a close: no more data");
+        assert_eq!(ours.ping(b"p"), None);
+        let mut theirs = server();
+        let mut input = encode_masked(true, Opcode::Close, &frame::close_payload(1000, ""), M);
+        assert!(matches!(theirs.read(&mut input), Ok(Some(Event::Closed { .. }))));
+        assert_eq!(theirs.message(Opcode::Binary, b"late"), None, "they sent a close: no more data");
+    }
+
+    #[test]
+    fn every_ping_is_an_event_so_a_flood_can_be_counted_frame_by_frame() {
+        let mut c = server();
+        let mut input = Vec::new();
+        for _ in 0..5 {
+            input.extend(encode_masked(true, Opcode::Ping, b"", M));
+        }
+        let mut pings = 0;
+        while let Ok(Some(Event::Ping)) = c.read(&mut input) {
+            pings += 1;
+        }
+        assert_eq!(pings, 5);
+        assert_eq!(std::iter::from_fn(|| c.take_outgoing()).count(), 5);
     }
 
     #[test]

@@ -387,3 +387,18 @@ pub fn psnr(a: &[u8], b: &[u8], w: usize, skip_rows: usize) -> f64 {
     let mse: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
     if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
+
+/// Every line the daemon writes on a Unix control connection, as they come (a thread reads
+/// them), so a test can wait for one with a deadline (`recv_timeout`).
+pub fn watch_lines(stream: std::os::unix::net::UnixStream) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
