@@ -76,6 +76,11 @@ pub struct Config {
     /// Browsers need this (`auth <token>` on `/control`) to steer; None: anyone who can
     /// reach the port may steer.
     pub token: Option<String>,
+    /// What the token guards: steering only, or watching too.
+    pub token_scope: crate::access::TokenScope,
+    /// `--allowed-hosts`: names besides this machine's own that requests may use in `Host`;
+    /// None: `any` (no check).
+    pub allowed_hosts: Option<Vec<String>>,
     /// Group owning the control socket (mode 0660).
     pub control_group: Option<String>,
     pub timeouts: crate::limits::Timeouts,
@@ -112,6 +117,8 @@ impl Default for Config {
             state: crate::control::state_file::default_path(),
             max_zoom: crate::eyes::geometry::DEFAULT_MAX_ZOOM,
             token: None,
+            token_scope: crate::access::TokenScope::Steer,
+            allowed_hosts: Some(Vec::new()),
             control_group: None,
             timeouts: crate::limits::Timeouts::default(),
             viewer_timeout_us: crate::stream::fanout::Limits::default().stuck_us,
@@ -166,8 +173,15 @@ options:
   --state PATH          saved calibration and default view (default $STATE_DIRECTORY/state.conf,
                         else $XDG_STATE_HOME/pieyes/state.conf, else ~/.local/state/pieyes/state.conf)
   --max-zoom Z          largest zoom, 1..64 (default 8)
-  --token TOKEN         browsers must send `auth TOKEN` on /control to steer (view-only otherwise)
+  --token TOKEN         browsers must send `auth TOKEN` on /control to steer (view-only otherwise);
+                        visible to other local users in /proc: prefer --token-file
   --token-file PATH     the same, the token read from a file (first line)
+  --token-scope SCOPE   steer | view (default steer): with view, watching the cameras and
+                        reading /status and /metrics need the token too (?token=… or
+                        Authorization: Bearer …)
+  --allowed-hosts NAMES extra host names browsers may use to reach pieyes, comma-separated
+                        (IP addresses, localhost, this machine's hostname and hostname.local
+                        always work); `any` turns the Host check off (behind a proxy)
   --control-group NAME  group of the control socket (mode 0660; default: the daemon's group)
   --header-timeout S    a request head must arrive within S seconds, else 408 (default 10)
   --idle-timeout S      idle keep-alive HTTP connections close after S seconds (default 60)
@@ -315,6 +329,8 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--encoder-cpus",
             "--inject",
             "--viewer-timeout",
+            "--token-scope",
+            "--allowed-hosts",
         ];
         if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
             cfg.explicit.push(f);
@@ -359,10 +375,34 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--www" => cfg.www = Some(PathBuf::from(value)),
             "--state" => cfg.state = PathBuf::from(value),
             "--max-zoom" => cfg.max_zoom = parse_num(flag, &value, 1.0, 64.0)?,
-            "--token" => cfg.token = Some(check_token(&value)?),
+            "--token" => {
+                crate::warn!("--token is readable by every local user in /proc; --token-file keeps it private");
+                cfg.token = Some(check_token(&value)?)
+            }
             "--token-file" => {
                 let text = std::fs::read_to_string(&value).map_err(|e| format!("--token-file {value}: {e}"))?;
                 cfg.token = Some(check_token(text.lines().next().unwrap_or("").trim())?);
+            }
+            "--token-scope" => {
+                cfg.token_scope = match value.as_str() {
+                    "steer" => crate::access::TokenScope::Steer,
+                    "view" => crate::access::TokenScope::View,
+                    _ => return Err(format!("--token-scope: expected steer or view, got {value:?}")),
+                }
+            }
+            "--allowed-hosts" => {
+                cfg.allowed_hosts = if value == "any" {
+                    None
+                } else {
+                    let names: Vec<String> =
+                        value.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+                    if names.iter().any(|n| n.contains(['/', ' ', ':']) || n.len() > 253) {
+                        return Err(format!(
+                            "--allowed-hosts: host names without ports, comma-separated, got {value:?}"
+                        ));
+                    }
+                    Some(names)
+                }
             }
             "--control-group" => cfg.control_group = Some(value),
             "--header-timeout" => cfg.timeouts.header_us = (parse_num(flag, &value, 0.1, 3600.0)? * 1e6) as u64,
@@ -371,6 +411,9 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             _ => return Err(format!("unknown option {flag:?}")),
         }
         i += 1;
+    }
+    if cfg.token_scope == crate::access::TokenScope::View && cfg.token.is_none() {
+        return Err("--token-scope view needs --token or --token-file".into());
     }
     if cfg.size.w > cfg.sensor.w || cfg.size.h > cfg.sensor.h {
         // Allowed (the ISP upscales), but say so: it is usually a typo.

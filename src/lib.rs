@@ -8,6 +8,7 @@
 #[macro_use]
 pub mod log;
 
+pub mod access;
 pub mod camera;
 pub mod client;
 pub mod config;

@@ -195,3 +195,39 @@ fn a_viewer_that_vanishes_mid_stream_hurts_nobody() {
     );
     assert!(status.split("\"drops\":").nth(1).unwrap().starts_with('0'), "{status}");
 }
+
+/// `save` on a card that takes 2 s (`state-slow`): the write happens off the loop, so both
+/// eyes keep streaming and other commands are answered meanwhile; the reply and the `saved`
+/// event come when the file is written.
+#[test]
+fn a_slow_save_never_delays_a_frame() {
+    let dir = TempDir::new("slow-save");
+    let state = dir.0.join("state.conf");
+    let d = Daemon::start_with_state(&[SMALL, &["--inject", "state-slow@0+2.5"]].concat(), dir, &state);
+    let viewer = Watcher::start(&d, 0);
+    let mut saver = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+    let lines = watch_lines(saver.try_clone().unwrap());
+    std::io::Write::write_all(&mut saver, b"watch\nsave\nclock\n").unwrap();
+    let t0 = Instant::now();
+    assert!(lines.recv_timeout(Duration::from_secs(5)).unwrap().starts_with("ok watching"));
+    // Another connection is answered at once while the save is under way.
+    let clock = d.ctl("clock");
+    assert!(clock.starts_with("ok clock="), "{clock}");
+    assert!(t0.elapsed() < Duration::from_millis(1500), "answered during the save: {:?}", t0.elapsed());
+    let mut after = Vec::new();
+    while !after.iter().any(|l: &String| l.starts_with("ok clock=")) {
+        after.push(lines.recv_timeout(Duration::from_secs(10)).expect("the save finishes"));
+    }
+    let saved = after.iter().position(|l| l.starts_with("ok saved path=")).expect("a saved reply");
+    let event = after.iter().position(|l| l.starts_with("event saved path=")).expect("a saved event");
+    let clock = after.iter().position(|l| l.starts_with("ok clock=")).unwrap();
+    assert!(saved < clock, "replies in command order: {after:?}");
+    assert!(event < clock, "{after:?}");
+    assert!(t0.elapsed() > Duration::from_millis(1500), "the card was slow: {:?}", t0.elapsed());
+    assert!(std::fs::read_to_string(&state).unwrap().contains("version = 1"));
+    let (units, _) = viewer.stop();
+    let seqs: Vec<u32> = units.iter().map(|u| u.header.sequence).collect();
+    let gap = seqs.windows(2).map(|w| w[1].wrapping_sub(w[0])).max().unwrap_or(0);
+    assert!(units.len() > 45, "the eye streamed through the save: {} frames", units.len());
+    assert!(gap <= 3, "no stall in the stream during the save (largest gap {gap} frames)");
+}

@@ -59,12 +59,12 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
     let before = d.ctl("status");
 
     // HTTP: head too large, too many headers, a body, garbage, traversal in every spelling.
-    let huge = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    let huge = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(9000));
     assert_eq!(status_of(&http_raw(d.addr, huge.as_bytes(), Duration::from_secs(5))), 431);
     let many: String = (0..40).map(|i| format!("X-{i}: y\r\n")).collect();
-    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    let req = format!("GET / HTTP/1.1\r\nHost: localhost\r\n{many}\r\n");
     assert_eq!(status_of(&http_raw(d.addr, req.as_bytes(), Duration::from_secs(5))), 431);
-    let body = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    let body = b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n";
     assert_eq!(status_of(&http_raw(d.addr, body, Duration::from_secs(5))), 413);
     for (path, want) in [
         ("/../Cargo.toml", 400),
@@ -79,12 +79,12 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
     ] {
         assert_eq!(http_get(d.addr, path).0, want, "{path}");
     }
-    let abs = b"GET http://x/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n";
+    let abs = b"GET http://x/../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n";
     assert_eq!(status_of(&http_raw(d.addr, abs, Duration::from_secs(5))), 400);
 
     // Slowloris: a head trickling in, and a connection that says nothing, both get 408.
     let mut slow = TcpStream::connect(d.addr).unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     let silent = TcpStream::connect(d.addr).unwrap();
     let trickle = std::thread::spawn(move || {
         for _ in 0..20 {
@@ -104,7 +104,7 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
 
     // Keep-alive idle timeout.
     let mut idle = TcpStream::connect(d.addr).unwrap();
-    idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /style.css HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let (t, got) = wait_closed(idle, Duration::from_secs(5)).expect("an idle keep-alive connection is closed");
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     assert!(t > Duration::from_millis(700) && t < Duration::from_secs(3), "{t:?}");
@@ -181,7 +181,7 @@ fn connection_limits_refuse_with_503() {
     let d = Daemon::start(SMALL);
     let held: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(d.addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    let raw = http_raw(d.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5));
+    let raw = http_raw(d.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", Duration::from_secs(5));
     assert_eq!(status_of(&raw), 503, "33rd connection from one address");
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
@@ -203,7 +203,18 @@ fn who_may_steer() {
     assert!(ws.command("status").starts_with("ok {"), "viewing is open");
     assert!(ws.command("look both 0.5 0").starts_with("err forbidden"));
     assert!(ws.command("save").starts_with("err forbidden"));
-    assert!(ws.command("auth wrong-token").starts_with("err forbidden"));
+    assert_eq!(ws.command("auth wrong-token"), "err forbidden wrong token");
+    // A wrong guess holds this address back for a while (100 ms, doubling with each one):
+    // even the right token waits it out.
+    let r = ws.command("auth s3cret-token");
+    let wait_ms: u64 = r
+        .strip_prefix("err forbidden too many wrong tokens from your address: wait ")
+        .and_then(|w| w.strip_suffix(" ms"))
+        .unwrap_or_else(|| panic!("{r}"))
+        .parse()
+        .unwrap();
+    assert!(wait_ms <= 100, "{r}");
+    std::thread::sleep(Duration::from_millis(wait_ms)); // as long as the daemon said
     assert_eq!(ws.command("auth s3cret-token"), "ok steering");
     assert!(ws.command("look both 0.5 0").starts_with("ok seq="));
     // Another browser connection is still view-only; the Unix socket always steers.

@@ -29,16 +29,16 @@ fn serves_the_viewer_status_and_http_errors() {
     assert_eq!(http_get(d.addr, "/../Cargo.toml").0, 400);
     assert_eq!(http_get(d.addr, "/%2e%2e/Cargo.toml").0, 400);
     assert_eq!(http_get(d.addr, "/cam0").0, 426, "a plain GET of a WebSocket endpoint");
-    let post = http_raw(d.addr, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5));
+    let post = http_raw(d.addr, b"POST / HTTP/1.1\r\nHost: localhost\r\n\r\n", Duration::from_secs(5));
     assert_eq!(split_response(&post).0, 405);
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    let big = format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
     assert_eq!(split_response(&http_raw(d.addr, big.as_bytes(), Duration::from_secs(5))).0, 431);
     let garbage = http_raw(d.addr, b"\x16\x03\x01\x00\xa5\x01\x00\x00\r\n\r\n", Duration::from_secs(5));
     assert_eq!(split_response(&garbage).0, 400);
     // Keep-alive: two pipelined requests on one connection, two responses.
     let two = http_raw(
         d.addr,
-        b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\nGET /stamp.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /style.css HTTP/1.1\r\nHost: localhost\r\n\r\nGET /stamp.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     );
     let text = String::from_utf8_lossy(&two);
@@ -305,4 +305,21 @@ fn metrics_parse_back_as_prometheus_text() {
         assert_eq!(*buckets.last().unwrap(), get(&format!("{h}_count"), "0"), "{h}: +Inf bucket == count");
     }
     assert!(get("pieyes_capture_to_sent_seconds_count", "0") > 10.0);
+}
+
+/// The hello says the frame rate in force (after `fps`), and `status` counts every open
+/// connection, the one asking included.
+#[test]
+fn the_hello_and_status_tell_the_state_in_force() {
+    let d = Daemon::start(&["--size", "320x240", "--sensor", "640x360"]);
+    let st = |d: &Daemon| d.ctl("status");
+    assert!(st(&d).contains("\"clients\":1,"), "the asking connection counts: {}", st(&d));
+    assert_eq!(d.ctl("fps 15"), "ok fps=15");
+    let mut ws = WsClient::connect(d.addr, "/cam0");
+    let hello = match ws.recv() {
+        Some(Msg::Text(t)) => t,
+        _ => panic!("no hello"),
+    };
+    assert!(hello.contains("\"fps\":15"), "{hello}");
+    assert!(st(&d).contains("\"clients\":2,"), "{}", st(&d));
 }

@@ -81,7 +81,9 @@ class Eye {
   }
 
   connect() {
-    const ws = new WebSocket(wsUrl('/cam' + this.index));
+    // With `--token-scope view` the daemon wants the token to stream (a kept one is sent).
+    const token = sessionStorage.getItem('pieyes-token');
+    const ws = new WebSocket(wsUrl('/cam' + this.index) + (token ? '?token=' + encodeURIComponent(token) : ''));
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onopen = () => { this.backoff = 250; };

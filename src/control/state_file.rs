@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::text::num;
 use crate::camera::Flip;
 use crate::eyes::geometry::Pose;
 
@@ -37,16 +38,17 @@ pub const VERSION: u32 = 1;
 pub fn format(s: &SavedState) -> String {
     let mut out = format!(
         "# pieyes state, written by `save`; edit with care\nversion = {VERSION}\nfps = {}\nvergence = {}\n",
-        s.fps, s.vergence
+        s.fps,
+        num(s.vergence)
     );
     for (i, e) in s.eyes.iter().enumerate() {
         out.push_str(&format!(
             "eye{i}.offset = {} {}\neye{i}.look = {} {}\neye{i}.zoom = {}\neye{i}.flip = {}\neye{i}.bitrate = {}\n",
             e.offset.0,
             e.offset.1,
-            e.pose.x,
-            e.pose.y,
-            e.pose.zoom,
+            num(e.pose.x),
+            num(e.pose.y),
+            num(e.pose.zoom),
             e.flip.name(),
             e.bitrate
         ));
@@ -54,7 +56,7 @@ pub fn format(s: &SavedState) -> String {
     out
 }
 
-fn num(key: &str, v: &str, lo: f64, hi: f64) -> Result<f64, String> {
+fn number(key: &str, v: &str, lo: f64, hi: f64) -> Result<f64, String> {
     match v.parse::<f64>() {
         Ok(x) if x.is_finite() && x >= lo && x <= hi => Ok(x),
         _ => Err(format!("{key}: {v:?} is not a number within {lo}..{hi}")),
@@ -98,7 +100,7 @@ pub fn parse(text: &str, base: SavedState) -> Result<SavedState, String> {
         match (key, eye_key) {
             ("version", _) => version = Some(int(key, value, 0u32, u32::MAX).map_err(at)?),
             ("fps", _) => s.fps = int(key, value, 1u32, 120).map_err(at)?,
-            ("vergence", _) => s.vergence = num(key, value, -1.0, 1.0).map_err(at)?,
+            ("vergence", _) => s.vergence = number(key, value, -1.0, 1.0).map_err(at)?,
             (_, Some((i, "offset"))) => {
                 let (a, b) = pair(key, value).map_err(at)?;
                 s.eyes[i].offset =
@@ -106,10 +108,10 @@ pub fn parse(text: &str, base: SavedState) -> Result<SavedState, String> {
             }
             (_, Some((i, "look"))) => {
                 let (a, b) = pair(key, value).map_err(at)?;
-                s.eyes[i].pose.x = num(key, a, -1.0, 1.0).map_err(at)?;
-                s.eyes[i].pose.y = num(key, b, -1.0, 1.0).map_err(at)?;
+                s.eyes[i].pose.x = number(key, a, -1.0, 1.0).map_err(at)?;
+                s.eyes[i].pose.y = number(key, b, -1.0, 1.0).map_err(at)?;
             }
-            (_, Some((i, "zoom"))) => s.eyes[i].pose.zoom = num(key, value, 1.0, 64.0).map_err(at)?,
+            (_, Some((i, "zoom"))) => s.eyes[i].pose.zoom = number(key, value, 1.0, 64.0).map_err(at)?,
             (_, Some((i, "flip"))) => {
                 s.eyes[i].flip =
                     Flip::parse(value).ok_or_else(|| at(format!("{key}: {value:?} is not none, h, v or hv")))?
@@ -152,8 +154,11 @@ pub fn load(path: &Path, base: SavedState) -> Loaded {
 }
 
 /// Write `contents` to `path` atomically: a temp file in the same directory, fsync, rename
-/// over the old file, fsync the directory. On any error the old file is as it was.
+/// over the old file, fsync the directory. On any error the old file is as it was. The temp
+/// file is created new (`O_EXCL`) and never through a symlink (`O_NOFOLLOW`): something
+/// planted at its name makes the save fail with a clear error instead of writing elsewhere.
 pub fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -161,15 +166,30 @@ pub fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&tmp)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{} already exists (left by a crash, or planted); remove it to save", tmp.display()),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(contents.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(&dir)?.sync_all()
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&tmp); // ours: created new just above
     }
     result
 }
@@ -257,6 +277,26 @@ mod tests {
         std::fs::create_dir_all(&tmp).unwrap();
         assert!(save_atomic(&path, "new").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_temp_name_is_refused() {
+        let dir = std::env::temp_dir().join(format!("pieyes-state-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.conf");
+        let victim = dir.join("victim");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::write(&victim, "precious").unwrap();
+        let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let e = save_atomic(&path, "new").unwrap_err();
+        assert!(e.to_string().contains("already exists"), "{e}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the link's target is untouched");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&tmp).unwrap().file_type().is_symlink(), "and left for the user to see");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

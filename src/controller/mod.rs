@@ -12,8 +12,10 @@
 pub mod report;
 pub mod thinning;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::access::{TokenBackoff, TokenScope, Verdict};
 use crate::camera::pairing::Pairing;
 use crate::camera::{Flip, FrameMeta, Rect, clamp_crop};
 use crate::config::gop_frames;
@@ -82,6 +84,7 @@ pub struct Setup {
     pub gop_seconds: f64,
     pub state_path: PathBuf,
     pub token: Option<String>,
+    pub token_scope: TokenScope,
     /// Both eyes number their frames on one clock (synthetic; hardware-synchronised sensors),
     /// so a command for both lands on one capture tick in both.
     pub shared_clock: bool,
@@ -124,6 +127,9 @@ pub struct Controller {
     verge: f64,
     paused: bool,
     token: Option<String>,
+    token_scope: TokenScope,
+    /// Wrong token guesses, per address.
+    backoff: TokenBackoff,
     gop_seconds: f64,
     state_path: PathBuf,
     shared_clock: bool,
@@ -175,6 +181,8 @@ impl Controller {
             verge,
             paused: false,
             token: setup.token,
+            token_scope: setup.token_scope,
+            backoff: TokenBackoff::default(),
             gop_seconds: setup.gop_seconds,
             state_path: setup.state_path,
             shared_clock: setup.shared_clock,
@@ -332,22 +340,51 @@ impl Controller {
         self.events.push(e);
     }
 
-    /// Carry out one command. Rights (steering, the token) are the session's business; `auth`
-    /// is answered here because the token is commanded state.
-    pub fn execute(&mut self, cmd: Command, now_us: u64, plant: &dyn Plant) -> Outcome {
-        match self.run(cmd, now_us, plant) {
+    /// Carry out one command from a connection at `from` (None: the Unix socket). Rights
+    /// (steering) are the session's business; `auth` is answered here because the token is
+    /// commanded state.
+    pub fn execute(&mut self, cmd: Command, from: Option<IpAddr>, now_us: u64, plant: &dyn Plant) -> Outcome {
+        match self.run(cmd, from, now_us, plant) {
             Ok(o) => o,
             Err(e) => Outcome::Reply(Reply::Err(e)),
         }
     }
 
-    fn run(&mut self, cmd: Command, now_us: u64, plant: &dyn Plant) -> Result<Outcome, CmdError> {
+    /// Check a token from `from`, under the per-address back-off.
+    pub fn authenticate(&mut self, given: &str, from: Option<IpAddr>, now_us: u64) -> Result<(), CmdError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        if let Verdict::Wait(us) = self.backoff.before_guess(from, now_us) {
+            let wait = us.div_ceil(1000);
+            return Err(CmdError::new("forbidden", format!("too many wrong tokens from your address: wait {wait} ms")));
+        }
+        let right = crate::limits::same_secret(token.as_bytes(), given.as_bytes());
+        if let Some(line) = self.backoff.after_guess(from, right, now_us) {
+            crate::warn!("{line}");
+        }
+        if right { Ok(()) } else { Err(CmdError::new("forbidden", "wrong token")) }
+    }
+
+    /// Whether a request may see the cameras: always, unless `--token-scope view`; then only
+    /// with the token (`given`; a missing token is not a guess).
+    pub fn may_view(&mut self, given: Option<&str>, from: Option<IpAddr>, now_us: u64) -> bool {
+        if self.token.is_none() || self.token_scope == TokenScope::Steer {
+            return true;
+        }
+        given.is_some_and(|t| self.authenticate(t, from, now_us).is_ok())
+    }
+
+    fn run(&mut self, cmd: Command, from: Option<IpAddr>, now_us: u64, plant: &dyn Plant) -> Result<Outcome, CmdError> {
         let reply = match cmd {
             Command::Status => Reply::Status(report::status_json(self, &plant.measured(), now_us)),
             Command::Help => Reply::Help(help_text()),
             Command::Clock => Reply::Clock(now_us),
             Command::Watch => Reply::Watching(self.state_view()),
-            Command::Auth(token) => self.auth(&token)?,
+            Command::Auth(token) => {
+                self.authenticate(&token, from, now_us)?;
+                Reply::Steering { token_required: self.token.is_some() }
+            }
             Command::Keyframe => {
                 self.eyes.iter_mut().for_each(|e| e.keyframes.request());
                 Reply::Keyframe
@@ -454,16 +491,6 @@ impl Controller {
                 Reply::Saved { path }
             }
             Err(e) => Reply::Err(CmdError::new("save-failed", format!("{path}: {e}"))),
-        }
-    }
-
-    fn auth(&self, token: &str) -> Result<Reply, CmdError> {
-        match &self.token {
-            None => Ok(Reply::Steering { token_required: false }),
-            Some(t) if crate::limits::same_secret(t.as_bytes(), token.as_bytes()) => {
-                Ok(Reply::Steering { token_required: true })
-            }
-            Some(_) => Err(CmdError::new("forbidden", "wrong token")),
         }
     }
 

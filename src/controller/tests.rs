@@ -63,6 +63,7 @@ fn setup(shared_clock: bool, token: Option<&str>) -> Setup {
         gop_seconds: 2.0,
         state_path: "/tmp/pieyes test/state.conf".into(),
         token: token.map(str::to_string),
+        token_scope: crate::access::TokenScope::Steer,
         shared_clock,
         sync: "test".into(),
     }
@@ -73,7 +74,7 @@ fn controller() -> Controller {
 }
 
 fn run(c: &mut Controller, p: &FakePlant, line: &str) -> Reply {
-    match c.execute(parse(line).unwrap(), 1_000, p) {
+    match c.execute(parse(line).unwrap(), None, 1_000, p) {
         Outcome::Reply(r) => r,
         Outcome::Pending(t) => panic!("{line}: pending {t}"),
     }
@@ -250,7 +251,7 @@ fn save_is_a_job_whose_reply_follows_the_write() {
     let (mut c, p) = (controller(), FakePlant::new());
     text(&mut c, &p, "look 0 0.25 0");
     events(&mut c);
-    let Outcome::Pending(ticket) = c.execute(Command::Save, 0, &p) else { panic!() };
+    let Outcome::Pending(ticket) = c.execute(Command::Save, None, 0, &p) else { panic!() };
     let Some(Action::Save(job)) = c.take_actions().pop() else { panic!() };
     assert_eq!(job.ticket, ticket);
     assert!(job.contents.contains("eye0.look = 0.25 0"), "{}", job.contents);
@@ -270,6 +271,39 @@ fn auth_checks_the_token() {
     assert_eq!(run(&mut c, &p, "auth nope"), Reply::Err(CmdError::new("forbidden", "wrong token")));
     assert_eq!(run(&mut c, &p, "auth s3cret-token"), Reply::Steering { token_required: true });
     assert_eq!(text(&mut controller(), &p, "auth x"), "ok steering (no token is required)");
+}
+
+#[test]
+fn wrong_tokens_from_one_address_back_off() {
+    let p = FakePlant::new();
+    let mut c = Controller::new(setup(true, Some("s3cret-token")), &SavedState::defaults(30, 3_000_000));
+    let from = Some("10.1.2.3".parse().unwrap());
+    let auth = |c: &mut Controller, t: &str, now| match c.execute(Command::Auth(t.into()), from, now, &p) {
+        Outcome::Reply(r) => r.to_string(),
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(auth(&mut c, "guess-1", 0), "err forbidden wrong token");
+    let r = auth(&mut c, "s3cret-token", 1_000);
+    assert!(
+        r.starts_with("err forbidden too many wrong tokens from your address: wait"),
+        "even the right one waits: {r}"
+    );
+    assert_eq!(auth(&mut c, "s3cret-token", 200_000), "ok steering");
+    assert_eq!(
+        c.execute(Command::Auth("x".into()), None, 200_001, &p),
+        Outcome::Reply(Reply::Err(CmdError::new("forbidden", "wrong token")))
+    );
+}
+
+#[test]
+fn the_view_scope_asks_for_the_token_to_watch() {
+    let mut s = setup(true, Some("s3cret-token"));
+    s.token_scope = crate::access::TokenScope::View;
+    let mut c = Controller::new(s, &SavedState::defaults(30, 3_000_000));
+    assert!(!c.may_view(None, None, 0));
+    assert!(!c.may_view(Some("wrong"), None, 0));
+    assert!(c.may_view(Some("s3cret-token"), None, 0));
+    assert!(controller().may_view(None, None, 0), "the steer scope lets anyone watch");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
 use super::{ACCEPT_BACKOFF_US, Daemon, PlantView};
+use crate::access;
 use crate::control::command::Command;
 use crate::control::event::Event;
 use crate::controller::{Action, Outcome, Plant, report};
@@ -101,12 +102,16 @@ fn is_fd_exhaustion(e: &std::io::Error) -> bool {
 }
 
 impl Daemon {
-    fn accept_error(&mut self, what: &str, e: std::io::Error, now: u64) {
+    /// An accept failed: out of fds pauses that listener for a while (logged once), rather
+    /// than spinning on a listener that stays readable.
+    fn accept_error(&mut self, unix: bool, e: std::io::Error, now: u64) {
+        let what = if unix { "control" } else { "http" };
         if is_fd_exhaustion(&e) {
-            if self.accept_paused_until < now {
-                crate::warn!("{what}: accept failed ({e}); pausing accepts for {} ms", ACCEPT_BACKOFF_US / 1000);
+            let until = if unix { &mut self.accept_paused.1 } else { &mut self.accept_paused.0 };
+            if *until < now {
+                crate::warn!("{what}: accept failed ({e}); pausing its accepts for {} ms", ACCEPT_BACKOFF_US / 1000);
             }
-            self.accept_paused_until = now + ACCEPT_BACKOFF_US;
+            *until = now + ACCEPT_BACKOFF_US;
         } else if e.kind() != std::io::ErrorKind::WouldBlock {
             crate::debug!("{what}: accept: {e}");
         }
@@ -123,7 +128,7 @@ impl Daemon {
         loop {
             let (s, addr) = match self.http.accept() {
                 Ok(a) => a,
-                Err(e) => return self.accept_error("http", e, now),
+                Err(e) => return self.accept_error(false, e, now),
             };
             if s.set_nonblocking(true).is_err() {
                 continue;
@@ -149,12 +154,17 @@ impl Daemon {
         }
     }
 
-    /// The robot's own socket has a budget of its own: the network can never use it up.
+    /// The robot's own socket has a budget of its own, and fds kept in reserve: the network
+    /// can use up neither. Out of fds, a reserved one is given up to take the connection.
     pub(super) fn accept_control(&mut self, now: u64) {
         loop {
             let s = match self.control.listener.accept() {
                 Ok((s, _)) => s,
-                Err(e) => return self.accept_error("control", e, now),
+                Err(e) if is_fd_exhaustion(&e) && self.fd_reserve.release() => {
+                    crate::warn!("control: out of file descriptors; a reserved one takes the control connection");
+                    continue;
+                }
+                Err(e) => return self.accept_error(true, e, now),
             };
             if s.set_nonblocking(true).is_err() {
                 continue;
@@ -235,8 +245,9 @@ impl Daemon {
 
     fn execute(&mut self, id: u64, cmd: Command, now: u64) {
         // The asking connection stays in the map meanwhile: `status` counts it.
+        let from = self.conns.map.get(&id).and_then(|c| c.addr);
         let plant = PlantView { eyes: &self.eyes, conns: &self.conns, started_us: self.started_us };
-        let outcome = self.controller.execute(cmd, now, &plant);
+        let outcome = self.controller.execute(cmd, from, now, &plant);
         self.carry_out();
         match outcome {
             Outcome::Reply(r) => {
@@ -289,6 +300,7 @@ impl Daemon {
                     c.session.reply(&reply);
                 }
                 let now = crate::sys::clock::monotonic_us();
+                self.broadcast_events(now); // `saved` before what the next commands cause
                 self.serve(id, now); // the commands that waited behind the save
                 self.flush(id, now);
             }
@@ -296,15 +308,29 @@ impl Daemon {
     }
 
     fn route(&mut self, id: u64, req: Request, now: u64) {
-        let route = routes::route(&req, self.eyes.len());
+        let addr = self.conns.map.get(&id).and_then(|c| c.addr);
+        let mut route = routes::route(&req, self.eyes.len(), &self.hosts);
+        if route.shows_cameras() && !self.controller.may_view(access::request_token(&req).as_deref(), addr, now) {
+            route = Route::Refuse { status: 403, reason: "watching needs the token (?token=…)", extra: &[] };
+        }
         let (bytes, keep) = match route {
             Route::Upgrade { endpoint, accept } => return self.upgrade(id, endpoint, accept, now),
             Route::Refuse { status, reason, extra } => {
                 let Some(c) = self.conns.map.get_mut(&id) else { return };
-                if status == 403 {
-                    crate::warn!("client {id} ({}): {} {}: {reason}", c.session.link().peer, req.method, req.path);
+                let peer = &c.session.link().peer;
+                // Refusals of foreign hosts and origins are logged once a minute per address.
+                if matches!(status, 403 | 421) {
+                    if self.refusal_log.should_log(addr, now) {
+                        let host = req.header("host").unwrap_or("-");
+                        let origin = req.header("origin").unwrap_or("-");
+                        crate::warn!(
+                            "client {id} ({peer}): {status} for {} {} (Host {host}, Origin {origin}): {reason}",
+                            req.method,
+                            req.path
+                        );
+                    }
                 } else {
-                    crate::debug!("client {id} ({}): {status} {reason}", c.session.link().peer);
+                    crate::debug!("client {id} ({peer}): {status} {reason}");
                 }
                 if let Session::Http(h) = &mut c.session {
                     h.refuse(status, reason, extra, now);

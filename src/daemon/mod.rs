@@ -19,6 +19,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::{self, HostPolicy, LogThrottle};
 use crate::config::{Config, gop_frames};
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::controller::report::{EyeMeasured, Measured, ViewerMeasured};
@@ -44,6 +45,37 @@ const HOUSEKEEPING: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE_US: u64 = 1_000_000;
 /// After EMFILE/ENFILE on accept, stop accepting for this long instead of spinning.
 const ACCEPT_BACKOFF_US: u64 = 200_000;
+/// Fds kept open (on /dev/null) to give up for the control socket when the process runs out.
+const FD_RESERVE: usize = 2;
+
+/// Spare fds: released one at a time when the control socket must accept with none left,
+/// taken back by housekeeping once fds are free again.
+struct FdReserve {
+    fds: Vec<std::fs::File>,
+    want: usize,
+}
+
+impl FdReserve {
+    fn new(want: usize) -> FdReserve {
+        let mut r = FdReserve { fds: Vec::new(), want };
+        r.refill();
+        r
+    }
+
+    /// Give one fd back to the process; false when none is left.
+    fn release(&mut self) -> bool {
+        self.fds.pop().is_some()
+    }
+
+    fn refill(&mut self) {
+        while self.fds.len() < self.want {
+            match std::fs::File::open("/dev/null") {
+                Ok(f) => self.fds.push(f),
+                Err(_) => return,
+            }
+        }
+    }
+}
 
 pub struct Daemon {
     cfg: Config,
@@ -59,11 +91,18 @@ pub struct Daemon {
     /// Keeps the cameras' shared parts (the synthetic capture thread) alive.
     _keepalive: Option<Box<dyn std::any::Any>>,
     conns: Connections,
+    /// The host names requests may use (DNS rebinding guard).
+    hosts: HostPolicy,
+    /// Refused hosts and origins are logged once a minute per address.
+    refusal_log: LogThrottle,
     www: Source,
     fanout_limits: Limits,
     started_us: u64,
     stopping_deadline: Option<u64>,
-    accept_paused_until: u64,
+    /// Until when accepts pause after running out of fds: (HTTP, control socket).
+    accept_paused: (u64, u64),
+    /// Fds held back for the control socket.
+    fd_reserve: FdReserve,
     packets: Vec<Arc<Packet>>,
     /// systemd's notify socket, when run as a Type=notify service.
     notifier: Option<crate::sys::sd_notify::Notifier>,
@@ -201,6 +240,7 @@ impl Daemon {
                 gop_seconds: cfg.gop_seconds,
                 state_path: cfg.state.clone(),
                 token: cfg.token.clone(),
+                token_scope: cfg.token_scope,
                 shared_clock: cams.shared_clock,
                 sync: cams.sync.to_string(),
             },
@@ -217,6 +257,13 @@ impl Daemon {
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
         }
+        let hosts = match &cfg.allowed_hosts {
+            Some(extra) => HostPolicy::for_machine(&access::machine_hostname(), extra),
+            None => {
+                crate::warn!("--allowed-hosts any: requests naming any host are served (DNS rebinding is not guarded)");
+                HostPolicy::Any
+            }
+        };
         let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let n_eyes = eyes.len();
         let mut d = Daemon {
@@ -231,11 +278,14 @@ impl Daemon {
             pending_saves: HashMap::new(),
             _keepalive: cams.keepalive,
             conns: Connections::new(n_eyes),
+            hosts,
+            refusal_log: LogThrottle::new(60_000_000),
             www,
             fanout_limits,
             started_us: now,
             stopping_deadline: None,
-            accept_paused_until: 0,
+            accept_paused: (0, 0),
+            fd_reserve: FdReserve::new(FD_RESERVE),
             packets: Vec::new(),
             notifier: crate::sys::sd_notify::Notifier::from_env(),
         };
@@ -264,9 +314,13 @@ impl Daemon {
             pollset.add(self.signals.as_fd(), Token::Signal, true, false);
             pollset.add(self.housekeeping.as_fd(), Token::Housekeeping, true, false);
             pollset.add(self.saver.as_fd(), Token::Saver, true, false);
-            if self.stopping_deadline.is_none() && now >= self.accept_paused_until {
-                pollset.add(self.http.as_fd(), Token::HttpListener, true, false);
-                pollset.add(self.control.listener.as_fd(), Token::ControlListener, true, false);
+            if self.stopping_deadline.is_none() {
+                if now >= self.accept_paused.0 {
+                    pollset.add(self.http.as_fd(), Token::HttpListener, true, false);
+                }
+                if now >= self.accept_paused.1 {
+                    pollset.add(self.control.listener.as_fd(), Token::ControlListener, true, false);
+                }
             }
             for p in &self.eyes {
                 pollset.add(p.camera.completion_fd(), Token::Camera(p.index), true, false);
@@ -334,6 +388,7 @@ impl Daemon {
         if let Some(n) = &mut self.notifier {
             n.keep_alive(now);
         }
+        self.fd_reserve.refill();
         let paused = self.controller.paused();
         for p in &mut self.eyes {
             p.tick(paused, now);

@@ -110,12 +110,20 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> {
     if request.header("transfer-encoding").is_some() {
         return Err(HttpError::BodyNotAllowed);
     }
-    if let Some(cl) = request.header("content-length") {
-        match cl.parse::<u64>() {
-            Ok(0) => {}
-            Ok(_) => return Err(HttpError::BodyNotAllowed),
-            Err(_) => return Err(HttpError::BadRequest("bad Content-Length")),
+    // Every Content-Length counts (RFC 9112 §6.3): values that disagree are an error, not
+    // "the first wins" — that is how a body gets smuggled in as a second request.
+    let mut length = None;
+    for (_, v) in request.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        for item in v.split(',') {
+            let n = item.trim().parse::<u64>().map_err(|_| HttpError::BadRequest("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+            }
+            length = Some(n);
         }
+    }
+    if length.is_some_and(|n| n > 0) {
+        return Err(HttpError::BodyNotAllowed);
     }
     if request.minor_version >= 1 && request.header("host").is_none() {
         return Err(HttpError::BadRequest("HTTP/1.1 request without Host"));
@@ -197,6 +205,17 @@ mod tests {
             Err(HttpError::BodyNotAllowed)
         );
         assert!(matches!(parse(b"GET / HTTP/1.1\r\n\r\n"), Err(HttpError::BadRequest(_))));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello"),
+            Err(HttpError::BadRequest("conflicting Content-Length headers"))
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0, 3\r\n\r\n"),
+            Err(HttpError::BadRequest("conflicting Content-Length headers"))
+        );
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-length: 0\r\n\r\n").unwrap().is_some()
+        );
         assert!(matches!(parse(b"GET http://x/ HTTP/1.1\r\nHost: a\r\n\r\n"), Err(HttpError::BadRequest(_))));
         let (r, _) = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!r.keep_alive());

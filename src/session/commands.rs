@@ -24,8 +24,8 @@ pub enum Admit {
 pub struct CommandGate {
     may_steer: bool,
     watching: bool,
-    /// The command given to the controller, until its reply comes back.
-    in_flight: Option<Command>,
+    /// A command is with the controller, its reply not back yet.
+    in_flight: bool,
     budget: TokenBucket,
     /// Inside a rate-limited burst: lines are dropped.
     limited: bool,
@@ -37,7 +37,7 @@ impl CommandGate {
         CommandGate {
             may_steer,
             watching: false,
-            in_flight: None,
+            in_flight: false,
             budget: TokenBucket::new(MAX_COMMANDS_PER_S, 2 * MAX_COMMANDS_PER_S, now_us),
             limited: false,
             dropped: 0,
@@ -45,7 +45,7 @@ impl CommandGate {
     }
 
     pub fn awaiting(&self) -> bool {
-        self.in_flight.is_some()
+        self.in_flight
     }
 
     pub fn watching(&self) -> bool {
@@ -76,7 +76,7 @@ impl CommandGate {
                 "this connection is view-only: steering needs the token (auth <token>)",
             ))),
             Ok(cmd) => {
-                self.in_flight = Some(cmd.clone());
+                self.in_flight = true;
                 Admit::Execute(cmd)
             }
         }
@@ -84,7 +84,7 @@ impl CommandGate {
 
     /// The controller's reply to the command in flight; `peer` names the connection in the log.
     pub fn replied(&mut self, r: &Reply, peer: &str) {
-        let cmd = self.in_flight.take();
+        self.in_flight = false;
         match r {
             Reply::Steering { token_required: true } if !self.may_steer => {
                 self.may_steer = true;
@@ -92,9 +92,6 @@ impl CommandGate {
             }
             Reply::Steering { .. } => self.may_steer = true,
             Reply::Watching(_) => self.watching = true,
-            Reply::Err(e) if matches!(cmd, Some(Command::Auth(_))) && e.code == "forbidden" => {
-                crate::warn!("client {peer}: wrong steering token");
-            }
             _ => {}
         }
     }

@@ -1,7 +1,10 @@
 //! What each URL is, decided from the request alone: the viewer's files, `/status`,
 //! `/metrics`, and the WebSocket endpoints `/cam0`, `/cam1` (video; the seed's `/cam0/`,
-//! `/cam1/` too) and `/control`. Pure: the daemon carries the decision out.
+//! `/cam1/` too) and `/control`. Before any of that, the request must name this machine in
+//! `Host`, and a browser's WebSocket must come from a page of this machine (`access`). Pure:
+//! the daemon carries the decision out.
 
+use crate::access::HostPolicy;
 use crate::http::request::{self, Request};
 use crate::http::response;
 use crate::ws::handshake;
@@ -43,8 +46,19 @@ fn refuse(status: u16, reason: &'static str) -> Route {
     Route::Refuse { status, reason, extra: &[] }
 }
 
-/// Route one request for a daemon with `eyes` eyes.
-pub fn route(req: &Request, eyes: usize) -> Route {
+impl Route {
+    /// Whether the route shows what the cameras see (video, status): with `--token-scope
+    /// view` it needs the token.
+    pub fn shows_cameras(&self) -> bool {
+        matches!(self, Route::Upgrade { endpoint: Endpoint::Video(_), .. } | Route::Status | Route::Metrics)
+    }
+}
+
+/// Route one request for a daemon with `eyes` eyes that answers to the hosts of `hosts`.
+pub fn route(req: &Request, eyes: usize, hosts: &HostPolicy) -> Route {
+    if !hosts.allows_request(req) {
+        return refuse(421, "this pieyes does not answer to that host name (see --allowed-hosts)");
+    }
     let endpoint = match (video_eye(&req.path), req.path.as_str()) {
         (Some(eye), _) => Some(Endpoint::Video(eye)),
         (None, "/control") => Some(Endpoint::Control),
@@ -65,12 +79,8 @@ pub fn route(req: &Request, eyes: usize) -> Route {
             }
             Err(r) => return refuse(r.status, r.reason),
         };
-        if endpoint == Endpoint::Control {
-            if let Some(origin) = req.header("origin") {
-                if !same_origin(origin, req.header("host").unwrap_or("")) {
-                    return refuse(403, "cross-origin control connections are refused");
-                }
-            }
+        if !hosts.allows_origin(req) {
+            return refuse(403, "cross-origin WebSocket connections are refused");
         }
         if let Endpoint::Video(eye) = endpoint {
             if eye as usize >= eyes {
@@ -90,17 +100,6 @@ pub fn route(req: &Request, eyes: usize) -> Route {
             None => refuse(400, "bad path"),
         },
     }
-}
-
-/// Whether a browser's `Origin` names the host the page was served from (a page on another
-/// site must not drive the robot through the visitor's browser: cross-site WebSocket
-/// hijacking). Compares host and port; the scheme is http(s) either way.
-pub fn same_origin(origin: &str, host: &str) -> bool {
-    let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
-        return false;
-    };
-    let origin_host = rest.split('/').next().unwrap_or("");
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
 /// A 200 response to `req` (HEAD gets the head only), keep-alive as the request asks.
@@ -126,6 +125,23 @@ mod tests {
 
     const UPGRADE: &str = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
+    fn hosts() -> HostPolicy {
+        HostPolicy::for_machine("h", &[])
+    }
+
+    fn route(r: &Request, eyes: usize) -> Route {
+        super::route(r, eyes, &hosts())
+    }
+
+    #[test]
+    fn a_foreign_host_name_is_refused_before_any_route() {
+        for path in ["/", "/metrics", "/status", "/cam0", "/control"] {
+            let r = req(&format!("GET {path} HTTP/1.1\r\nHost: evil.example:8000\r\n{UPGRADE}\r\n"));
+            assert!(matches!(super::route(&r, 2, &hosts()), Route::Refuse { status: 421, .. }), "{path}");
+            assert!(!matches!(super::route(&r, 2, &HostPolicy::Any), Route::Refuse { .. }), "{path} with any");
+        }
+    }
+
     #[test]
     fn files_status_and_metrics() {
         assert_eq!(route(&req("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 2), Route::File("/".into()));
@@ -148,21 +164,13 @@ mod tests {
         assert!(matches!(up("/cam1/", ""), Route::Upgrade { endpoint: Endpoint::Video(1), .. }));
         assert!(matches!(up("/control", "Origin: http://h:1\r\n"), Route::Upgrade { endpoint: Endpoint::Control, .. }));
         assert!(matches!(up("/control", "Origin: http://evil.example\r\n"), Route::Refuse { status: 403, .. }));
+        assert!(matches!(up("/cam0", "Origin: http://evil.example\r\n"), Route::Refuse { status: 403, .. }));
+        assert!(matches!(up("/cam0", "Origin: http://192.168.1.7:8000\r\n"), Route::Upgrade { .. }));
+        assert!(up("/cam0", "").shows_cameras() && !up("/control", "").shows_cameras());
         assert!(matches!(
             route(&req(&format!("GET /cam1 HTTP/1.1\r\nHost: h\r\n{UPGRADE}\r\n")), 1),
             Route::Refuse { status: 404, .. }
         ));
         assert!(matches!(route(&req("GET /cam0 HTTP/1.1\r\nHost: h\r\n\r\n"), 2), Route::Refuse { status: 426, .. }));
-    }
-
-    #[test]
-    fn origin_must_name_the_serving_host() {
-        assert!(same_origin("http://127.0.0.1:8000", "127.0.0.1:8000"));
-        assert!(same_origin("https://Robot.local", "robot.local"));
-        assert!(!same_origin("http://evil.example", "127.0.0.1:8000"));
-        assert!(!same_origin("http://127.0.0.1:8001", "127.0.0.1:8000"));
-        assert!(!same_origin("null", "127.0.0.1:8000"));
-        assert!(!same_origin("http://127.0.0.1:8000", ""));
-        assert!(!same_origin("http://127.0.0.1:8000.evil.example", "127.0.0.1:8000"));
     }
 }
