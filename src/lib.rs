@@ -2,8 +2,15 @@
 //!
 //! Data flows camera → encoder → fan-out → WebSocket viewers, all driven by one `poll()` loop
 //! (`daemon`); control flows the other way from the Unix socket or the `/control` WebSocket.
-//! Every protocol (HTTP, WebSocket, the control language, the wire header, fan-out policy) is a
-//! sans-IO state machine over bytes and values; only `daemon` and `sys` touch file descriptors.
+//!
+//! - Sans-IO, over bytes, values and time: `http`, `ws`, `session` (one state machine per
+//!   connection role), `control` (the language: commands, replies, events, the state file),
+//!   `controller` (the commanded state and per-frame policy), `access`, `eyes` (crop maths,
+//!   movement plans), `stream` (wire header, fan-out), `json`, `metrics`, `health`.
+//! - The fds: `daemon` (the loop: sockets, listeners, dispatch), `pipeline` (each eye's
+//!   camera and encoder buffers), `camera` and `encoder` backends (threads, V4L2, libcamera),
+//!   `control::socket` and `control::saver` (the control socket's file, state writes on a
+//!   worker), `sys` (the kernel corner: every syscall wrapper with `unsafe`).
 
 #[macro_use]
 pub mod log;
@@ -25,6 +32,7 @@ pub mod inject;
 pub mod json;
 pub mod limits;
 pub mod metrics;
+pub mod pipeline;
 pub mod record;
 pub mod selftest;
 pub mod session;

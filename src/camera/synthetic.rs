@@ -34,7 +34,7 @@ pub struct SyntheticConfig {
     pub fps: u32,
     /// Horizontal disparity between the eyes, sensor pixels.
     pub disparity: u32,
-    /// Two: one being captured, one being encoded (see `daemon::eye::MAX_ENCODER_BACKLOG`).
+    /// Two: one being captured, one being encoded (see `pipeline::MAX_ENCODER_BACKLOG`).
     pub buffers_per_eye: usize,
     /// The CPU the capture thread stays on, if any. The daemon gives it eye 1's encoder CPU:
     /// eye 0 is rendered while eye 1's encoder sleeps, and eye 1 before it wakes, so the

@@ -6,5 +6,7 @@ pub mod ctl;
 pub mod event;
 pub mod line;
 pub mod reply;
+pub mod saver;
+pub mod socket;
 pub mod state_file;
 pub mod text;

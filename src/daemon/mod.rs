@@ -6,12 +6,7 @@
 //! fsync) lives on threads that ring eventfds.
 
 mod connections;
-mod control_socket;
-mod pipeline;
-mod saver;
 mod setup;
-
-pub use pipeline::SYNTHETIC_REQUEST_DEPTH;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -35,10 +30,10 @@ use crate::stream::wire::Packet;
 use crate::sys::clock::monotonic_us;
 use crate::sys::signals::ShutdownSignals;
 use crate::sys::timer::Timer;
+use crate::control::saver::Saver;
+use crate::control::socket::ControlSocket;
+use crate::pipeline::Pipeline;
 use connections::Connections;
-use control_socket::ControlSocket;
-use pipeline::Pipeline;
-use saver::Saver;
 
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How long shutdown waits for viewers to receive their close frames.

@@ -37,7 +37,7 @@ fn synthetic(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, S
         cams.into_iter().take(if cfg.mono { 1 } else { 2 }).map(|c| Box::new(c) as Box<dyn Camera>).collect();
     Ok(Cameras {
         eyes,
-        request_depth: super::pipeline::SYNTHETIC_REQUEST_DEPTH,
+        request_depth: crate::pipeline::SYNTHETIC_REQUEST_DEPTH,
         sync: "synthetic (both eyes on one capture tick)",
         shared_clock: true,
         keepalive: Some(Box::new(rig)),

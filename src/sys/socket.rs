@@ -1,5 +1,6 @@
-//! Socket I/O the loop needs beyond std: gathered writes that never raise SIGPIPE, and
-//! non-blocking accept.
+//! Socket I/O the loop needs beyond std: gathered writes that never raise SIGPIPE, and socket
+//! options (TCP_NODELAY, SO_SNDBUF). Listeners and clients are made non-blocking with std's
+//! `set_nonblocking`.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd};
