@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use crate::access::{self, HostPolicy, LogThrottle};
 use crate::config::{Config, gop_frames};
+use crate::control::saver::Saver;
+use crate::control::socket::ControlSocket;
 use crate::control::state_file::{self, Loaded, SavedState};
 use crate::controller::report::{EyeMeasured, Measured, ViewerMeasured};
 use crate::controller::{Controller, Plant, Setup};
@@ -24,15 +26,13 @@ use crate::event_loop::{PollSet, Ready, Token};
 use crate::eyes::geometry::Geometry;
 use crate::http::static_files::Source;
 use crate::inject::{Faults, SharedFaults};
+use crate::pipeline::Pipeline;
 use crate::session::Session;
 use crate::stream::fanout::Limits;
 use crate::stream::wire::Packet;
 use crate::sys::clock::monotonic_us;
 use crate::sys::signals::ShutdownSignals;
 use crate::sys::timer::Timer;
-use crate::control::saver::Saver;
-use crate::control::socket::ControlSocket;
-use crate::pipeline::Pipeline;
 use connections::Connections;
 
 const HOUSEKEEPING: Duration = Duration::from_millis(100);

@@ -155,7 +155,8 @@ struct Produced {
     cpu_us: u64,
 }
 
-struct Stream {
+/// One STREAMON…STREAMOFF run of both queues: their buffers, generation and epoch.
+struct Streaming {
     generation: u32,
     epoch: u32,
     /// The camera's layout: the stream's key.
@@ -181,7 +182,7 @@ pub struct V4l2Encoder {
     eye: u8,
     opts: Options,
     cfg: EncoderConfig,
-    stream: Option<Stream>,
+    stream: Option<Streaming>,
     generation: u32,
     ledger: Ledger<Pending, Produced>,
     /// Frames finished outside the device's own readiness (a restart, an error): the loop is
@@ -366,7 +367,7 @@ impl V4l2Encoder {
             }
             _ => (Memory::Dmabuf, "zero-copy".to_string()),
         };
-        let result = (|| -> Result<Stream, String> {
+        let result = (|| -> Result<Streaming, String> {
             let io = |what: &str| {
                 let what = what.to_string();
                 move |e: std::io::Error| format!("{what}: {e}")
@@ -441,7 +442,7 @@ impl V4l2Encoder {
                     (memory, why) = (Memory::Mmap, e);
                 }
             }
-            Ok(Stream {
+            Ok(Streaming {
                 generation: 0,
                 epoch: 0,
                 frame_layout: layout,
@@ -512,7 +513,7 @@ impl V4l2Encoder {
     }
 
     /// REQBUFS on both queues, mmap what is ours, queue every CAPTURE buffer.
-    fn allocate(&mut self, s: &mut Stream, why: &mut String) -> Result<(), String> {
+    fn allocate(&mut self, s: &mut Streaming, why: &mut String) -> Result<(), String> {
         let mut granted = None;
         if s.memory == Memory::Dmabuf {
             match self.dev.request_buffers(s.out_type, Memory::Dmabuf, self.opts.output_buffers) {
@@ -564,7 +565,7 @@ impl V4l2Encoder {
     }
 
     /// STREAMOFF both queues (the driver gives every buffer back), unmap, REQBUFS 0.
-    fn release(&mut self, s: &mut Stream) {
+    fn release(&mut self, s: &mut Streaming) {
         for t in [s.out_type, s.cap_type] {
             if let Err(e) = self.dev.stream_off(t) {
                 crate::debug!("eye {}: V4L2 STREAMOFF({t:?}): {e}", self.eye);
@@ -629,7 +630,7 @@ impl V4l2Encoder {
     }
 
     /// After ENC_CMD_STOP: service the device until the LAST buffer (true) or the timeout.
-    fn drain_blocking(&mut self, s: &mut Stream) -> std::io::Result<bool> {
+    fn drain_blocking(&mut self, s: &mut Streaming) -> std::io::Result<bool> {
         let deadline = monotonic_us() + self.opts.drain_timeout_ms * 1000;
         while !s.last_seen {
             let now = monotonic_us();
@@ -787,7 +788,7 @@ impl V4l2Encoder {
     // ---- results out -------------------------------------------------------------------------
 
     /// DQBUF everything that is done on both queues. Ok(true) once the LAST buffer was seen.
-    fn service(&mut self, s: &mut Stream) -> std::io::Result<bool> {
+    fn service(&mut self, s: &mut Streaming) -> std::io::Result<bool> {
         while let Some(d) = self.dev.dequeue(s.out_type, s.memory)? {
             if !self.ledger.output_returned(d.index as usize) {
                 crate::debug!("eye {}: V4L2 OUTPUT buffer {} came back twice", self.eye, d.index);
@@ -817,7 +818,7 @@ impl V4l2Encoder {
     }
 
     /// One encoded buffer: copy it out (the one unavoidable copy) and match it to its frame.
-    fn on_capture(&mut self, s: &Stream, d: Dequeued) {
+    fn on_capture(&mut self, s: &Streaming, d: Dequeued) {
         let cpu0 = thread_cpu_us();
         let Some(map) = s.cap_maps.get(d.index as usize) else {
             crate::warn!("eye {}: V4L2 CAPTURE buffer index {} out of range", self.eye, d.index);
