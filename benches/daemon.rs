@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pieyes::camera::scene::Scene;
 use pieyes::camera::stamp::Stamp;
 use pieyes::camera::{FrameBuffer, FrameLayout, I420Layout, Rect, Size, full_view};
-use pieyes::client::WsClient;
+use pieyes::cli::ws_client::WsClient;
 use pieyes::config::EncoderCpus;
 use pieyes::encoder::EncoderConfig;
 use pieyes::encoder::picture::Scratch;

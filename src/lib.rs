@@ -9,7 +9,7 @@
 pub mod log;
 
 pub mod camera;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -23,8 +23,6 @@ pub mod inject;
 pub mod json;
 pub mod limits;
 pub mod metrics;
-pub mod record;
-pub mod selftest;
 pub mod stream;
 pub mod sys;
 pub mod ws;

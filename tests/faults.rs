@@ -37,7 +37,7 @@ impl Watcher {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
-            let mut ws = pieyes::client::WsClient::connect(addr, &format!("/cam{eye}"), "").unwrap();
+            let mut ws = pieyes::cli::ws_client::WsClient::connect(addr, &format!("/cam{eye}"), "").unwrap();
             ws.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
             let (mut units, mut texts) = (Vec::new(), Vec::new());
             while !s.load(std::sync::atomic::Ordering::SeqCst) {

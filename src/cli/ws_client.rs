@@ -1,13 +1,21 @@
-//! A small blocking WebSocket client of pieyes' own streams, on the same sans-IO codec the
-//! server uses: for `pieyes record`, the benchmarks and the tests (not for the daemon, which
-//! never blocks).
+//! A small blocking WebSocket client of pieyes' own endpoints, for `pieyes record`, the tests
+//! and the benchmarks (the daemon never blocks). The protocol is the daemon's own sans-IO code in
+//! the client role — `ws::handshake`'s client half and `ws::Connection` — so this file only
+//! moves bytes between them and a `TcpStream`.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{Error, ErrorKind, Read, Result, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::stream::wire::VideoHeader;
-use crate::ws::frame::{self, Opcode, Role};
+use crate::ws::connection::{Connection, Event};
+use crate::ws::frame::{Opcode, Role};
+use crate::ws::handshake;
+
+/// Largest message taken from the server (a keyframe is well under this).
+const MAX_MESSAGE: usize = 64 << 20;
 
 pub enum Msg {
     Text(String),
@@ -16,12 +24,24 @@ pub enum Msg {
 }
 
 pub struct WsClient {
+    /// The socket, for tests that set timeouts or write raw bytes.
     pub stream: TcpStream,
-    buf: Vec<u8>,
+    ws: Connection,
+    /// Bytes read and not yet consumed by `ws`.
+    input: Vec<u8>,
+    chunk: Vec<u8>,
 }
 
 fn bad(msg: String) -> Error {
     Error::new(ErrorKind::InvalidData, msg)
+}
+
+/// 64 unpredictable bits from std's per-process random hash keys (no RNG crate needed for a
+/// handshake nonce and masking keys).
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(crate::sys::clock::monotonic_us());
+    h.finish()
 }
 
 impl WsClient {
@@ -30,70 +50,60 @@ impl WsClient {
         let mut stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra_headers}\r\n"
-        );
-        stream.write_all(req.as_bytes())?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
+        let nonce = [random_u64().to_le_bytes(), random_u64().to_le_bytes()].concat();
+        let key = handshake::client_key(nonce.try_into().expect("16 bytes"));
+        stream.write_all(handshake::client_request(&addr.to_string(), path, &key, extra_headers).as_bytes())?;
+        let mut input = Vec::new();
+        let mut chunk = vec![0u8; 256 * 1024];
         let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(p) = input.windows(4).position(|w| w == b"\r\n\r\n") {
                 break p + 4;
             }
             let n = stream.read(&mut chunk)?;
             if n == 0 {
-                return Err(bad(format!("closed during handshake: {}", String::from_utf8_lossy(&buf))));
+                return Err(bad(format!("closed during handshake: {}", String::from_utf8_lossy(&input))));
             }
-            buf.extend_from_slice(&chunk[..n]);
+            input.extend_from_slice(&chunk[..n]);
         };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        if !head.starts_with("HTTP/1.1 101") || !head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-            return Err(bad(format!("handshake refused: {}", head.lines().next().unwrap_or(""))));
-        }
-        Ok(WsClient { stream, buf: buf[end..].to_vec() })
+        handshake::check_response(&input[..end], &key).map_err(|e| bad(format!("ws://{addr}{path}: {e}")))?;
+        input.drain(..end);
+        let ws = Connection::new(Role::Client, MAX_MESSAGE).with_mask_seed(random_u64() as u32);
+        Ok(WsClient { stream, ws, input, chunk })
     }
 
-    /// Next message; `Ok(None)` when the server closed the TCP connection.
+    /// Write what the protocol wants sent (pongs, the answering close).
+    fn flush(&mut self) -> Result<()> {
+        while let Some(f) = self.ws.take_outgoing() {
+            self.stream.write_all(&f)?;
+        }
+        Ok(())
+    }
+
+    /// Next message; `Ok(None)` when the server closed the TCP connection. Pings are answered
+    /// on the way (the server drops connections that never answer).
     pub fn recv(&mut self) -> Result<Option<Msg>> {
-        let mut chunk = vec![0u8; 256 * 1024];
         loop {
-            match frame::decode(&self.buf, Role::Client, 64 << 20) {
-                Ok(Some((f, n))) => {
-                    self.buf.drain(..n);
-                    return Ok(Some(match f.opcode {
-                        Opcode::Text => {
-                            Msg::Text(String::from_utf8(f.payload).map_err(|_| bad("text not UTF-8".into()))?)
-                        }
-                        Opcode::Binary => Msg::Binary(f.payload),
-                        Opcode::Close => {
-                            Msg::Close((f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]])))
-                        }
-                        Opcode::Ping => {
-                            // Keepalive: the server closes connections that never answer.
-                            self.stream.write_all(&frame::encode_masked(
-                                true,
-                                Opcode::Pong,
-                                &f.payload,
-                                [1, 2, 3, 4],
-                            ))?;
-                            continue;
-                        }
-                        _ => continue,
-                    }));
-                }
+            let event = self.ws.read(&mut self.input);
+            self.flush()?;
+            match event {
+                Ok(Some(Event::Text(t))) => return Ok(Some(Msg::Text(t))),
+                Ok(Some(Event::Binary(b))) => return Ok(Some(Msg::Binary(b))),
+                Ok(Some(Event::Closed { code, .. })) => return Ok(Some(Msg::Close(code))),
+                Ok(Some(Event::Pong(_))) => continue,
                 Ok(None) => {}
-                Err(e) => return Err(bad(format!("bad frame from server: {}", e.reason))),
+                Err(e) => return Err(bad(format!("bad frame from the server: {} (close {})", e.reason, e.code))),
             }
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(&mut self.chunk) {
                 Ok(0) => return Ok(None),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.input.extend_from_slice(&self.chunk[..n]),
                 Err(e) => return Err(e),
             }
         }
     }
 
     pub fn send_text(&mut self, t: &str) -> Result<()> {
-        self.stream.write_all(&frame::encode_masked(true, Opcode::Text, t.as_bytes(), [9, 8, 7, 6]))
+        let f = self.ws.message(Opcode::Text, t.as_bytes());
+        self.stream.write_all(&f)
     }
 
     /// Send a command on `/control` and wait for its reply (`event …` lines of a watching
@@ -103,6 +113,9 @@ impl WsClient {
         loop {
             match self.recv()? {
                 Some(Msg::Text(r)) if !r.starts_with("event ") => return Ok(r),
+                Some(Msg::Close(code)) => {
+                    return Err(Error::new(ErrorKind::UnexpectedEof, format!("closed ({code:?}) before a reply")));
+                }
                 Some(_) => continue,
                 None => return Err(Error::new(ErrorKind::UnexpectedEof, "closed while waiting for a reply")),
             }

@@ -209,17 +209,17 @@ pub fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
     (status, head, raw[end + 4..].to_vec())
 }
 
-pub use pieyes::client::Msg;
+pub use pieyes::cli::ws_client::Msg;
 
 /// The library's client with test-friendly panics.
-pub struct WsClient(pub pieyes::client::WsClient);
+pub struct WsClient(pub pieyes::cli::ws_client::WsClient);
 
 impl WsClient {
     pub fn connect(addr: SocketAddr, path: &str) -> WsClient {
         Self::connect_with(addr, path, "")
     }
     pub fn connect_with(addr: SocketAddr, path: &str, extra_headers: &str) -> WsClient {
-        WsClient(pieyes::client::WsClient::connect(addr, path, extra_headers).expect("websocket connect"))
+        WsClient(pieyes::cli::ws_client::WsClient::connect(addr, path, extra_headers).expect("websocket connect"))
     }
     pub fn recv(&mut self) -> Option<Msg> {
         self.0.recv().expect("websocket read")
@@ -319,7 +319,7 @@ impl Recorder {
         let (tx, rx) = std::sync::mpsc::channel();
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
-            let mut ws = pieyes::client::WsClient::connect(addr, &format!("/cam{eye}"), "").expect("connect");
+            let mut ws = pieyes::cli::ws_client::WsClient::connect(addr, &format!("/cam{eye}"), "").expect("connect");
             let mut units = Vec::new();
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 match ws.next_unit().expect("read") {
