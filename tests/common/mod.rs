@@ -151,8 +151,8 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("a signal number");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).expect("kill");
     }
 
     /// Wait for exit, with a deadline.
