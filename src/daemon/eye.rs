@@ -271,6 +271,7 @@ impl Eye {
             let job = EncodeJob { buffer: c.buffer, meta: c.meta, force_idr: self.keyframes.take(now_us) };
             if let Err(rejected) = self.encoder.queue(job) {
                 let (job, e) = *rejected;
+                self.keyframes.refused(job.force_idr);
                 if let Some(ch) = self.encoder_health.failed(&e, now_us) {
                     self.health_changes.push(("encoder", ch));
                 }
@@ -287,6 +288,7 @@ impl Eye {
         self.encoder.drain(&mut done);
         for e in done.drain(..) {
             self.free.push(e.buffer);
+            self.keyframes.came_out(matches!(&e.result, Ok(au) if au.keyframe));
             match e.result {
                 Ok(au) => {
                     if let Some(ch) = self.encoder_health.ok(now_us) {
