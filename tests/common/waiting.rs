@@ -11,10 +11,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often `wait_until` asks again: the condition is re-checked, not waited out.
-const POLL: Duration = Duration::from_millis(10);
+const POLL: Duration = Duration::from_millis(20);
 
 /// Ask `cond` until it holds or `limit` has passed; whether it held. For conditions with no
-/// event to wait on (a status counter, a child's exit), checked every 10 ms.
+/// event to wait on (a status counter, a child's exit), checked every 20 ms.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     loop {
