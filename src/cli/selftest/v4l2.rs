@@ -684,3 +684,43 @@ fn check_keyframes(rep: &mut Report, s: &Segment, codec: Codec, gop: u32, got: &
         ),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(s: &str) -> Result<Options, String> {
+        let args: Vec<String> = s.split_whitespace().map(String::from).collect();
+        Options::parse(&Args::parse(&args)?)
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let o = options("").unwrap();
+        assert_eq!(
+            (o.codec, o.frames, o.size, o.resize),
+            (Codec::H264, 100, Size { w: 640, h: 480 }, Some(Size { w: 720, h: 400 }))
+        );
+        assert_eq!((o.force_at, o.gop, o.resize_frames, o.expect_memory), (47, 10, 30, None));
+        let o = options("--codec fwht --frames 40 --resize none --format nv12 --source memfd --expect-memory mmap")
+            .unwrap();
+        assert_eq!((o.codec, o.force_at, o.resize, o.format), (Codec::Fwht, 17, None, PixelFormat::Nv12));
+        assert!(o.source == Source::Memfd && o.expect_memory == Some(Memory::Mmap));
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        for bad in [
+            "--codec vp8",
+            "--size 641x480",
+            "--size 8x8",
+            "--format yuyv",
+            "--frames",
+            "--nope 1",
+            "stray",
+            "--memory x",
+        ] {
+            assert!(options(bad).is_err(), "{bad}");
+        }
+    }
+}
