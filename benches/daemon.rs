@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pieyes::camera::scene::Scene;
 use pieyes::camera::stamp::Stamp;
 use pieyes::camera::{FrameBuffer, FrameLayout, I420Layout, Rect, Size, full_view};
-use pieyes::client::WsClient;
+use pieyes::cli::ws_client::WsClient;
 use pieyes::config::EncoderCpus;
 use pieyes::encoder::EncoderConfig;
 use pieyes::encoder::picture::Scratch;
@@ -86,12 +86,10 @@ fn encode_paced(scene: &std::sync::Arc<Scene>, frames: u32, skip: u32) -> (Histo
                 let (mut xmap, mut scratch) = (Vec::new(), Scratch::default());
                 let (mut cpu, mut wall, mut bytes) = (Histogram::new(), Histogram::new(), 0u64);
                 let start = monotonic_us();
+                let ticks = Ticks::new(start, Duration::from_micros(1_000_000 / FPS as u64));
                 for i in 0..frames {
                     let t = start + i as u64 * 1_000_000 / FPS as u64;
-                    let now = monotonic_us();
-                    if t > now {
-                        std::thread::sleep(Duration::from_micros(t - now));
-                    }
+                    ticks.wait();
                     scene.render(eye, t, crop, layout, buf.pixels_mut(), &mut xmap);
                     Stamp { eye, sequence: i, capture_us: t, crop }.paint(layout, buf.pixels_mut());
                     let (c0, w0) = (thread_cpu_us(), monotonic_us());
@@ -160,7 +158,7 @@ fn interleaved_ratio(d: &DaemonProc, v: &mut Viewers) -> (f64, u32) {
     let (mut alone_us, mut alone_frames, mut daemon_us, mut daemon_frames) = (0.0, 0.0, 0.0, 0.0);
     for _ in 0..ROUNDS {
         assert!(ctl(&d.control, "pause").starts_with("ok"));
-        std::thread::sleep(Duration::from_millis(300));
+        wait_quiet(d);
         let counted = (each.as_secs_f64() * FPS as f64) as u32;
         let (cpu, _, _) = encode_paced(&scene, counted + FPS, FPS);
         alone_us += cpu.sum() as f64;
@@ -176,6 +174,20 @@ fn interleaved_ratio(d: &DaemonProc, v: &mut Viewers) -> (f64, u32) {
     ((daemon_us / daemon_frames) / (alone_us / alone_frames), ROUNDS)
 }
 
+/// After `pause`: wait until the daemon's encoders have gone quiet (no frame encoded for
+/// 100 ms, three frame times), so that the encoder alone has the CPUs to itself.
+fn wait_quiet(d: &DaemonProc) {
+    let mut last = (f64::NAN, Instant::now());
+    let quiet = wait_until(Duration::from_secs(5), || {
+        let encoded = eyes_sum(&status(&d.control), "frames");
+        if encoded != last.0 {
+            last = (encoded, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(100)
+    });
+    assert!(quiet, "the daemon kept encoding after pause");
+}
+
 fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     let d = start_daemon(&[]);
     let mut v = Viewers::connect(d.addr, 1, 2, 0);
@@ -188,14 +200,13 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     let (rss, hwm) = (status_kb(pid, "VmRSS:") / 1024.0, status_kb(pid, "VmHWM:") / 1024.0);
     let per_frame = res.cpu_us / res.frames;
     let no_cam = (res.cpu_us - res.camera_cpu_us) / res.frames;
-    let eyes: Vec<&str> = res.status.split("{\"eye\":").skip(1).filter(|e| e.contains("\"camera\":")).collect();
-    let sent_p50 = eyes.iter().map(|e| json_number(e, "capture_sent_p50")).fold(0.0, f64::max);
-    let sent_p99 = eyes.iter().map(|e| json_number(e, "capture_sent_p99")).fold(0.0, f64::max);
-    let enc_p99 = eyes.iter().map(|e| json_number(e, "capture_encoded_p99")).fold(0.0, f64::max);
-    let cq_p99 = eyes.iter().map(|e| json_number(e, "capture_queued_p99")).fold(0.0, f64::max);
-    let qe_p99 = eyes.iter().map(|e| json_number(e, "queued_encoded_p99")).fold(0.0, f64::max);
-    let cpu_p99 = eyes.iter().map(|e| json_number(e, "encode_cpu_p99")).fold(0.0, f64::max);
-    let es_p99 = eyes.iter().map(|e| json_number(e, "encoded_sent_p99")).fold(0.0, f64::max);
+    let sent_p50 = eyes_latency_max(&res.status, "capture_sent_p50");
+    let sent_p99 = eyes_latency_max(&res.status, "capture_sent_p99");
+    let enc_p99 = eyes_latency_max(&res.status, "capture_encoded_p99");
+    let cq_p99 = eyes_latency_max(&res.status, "capture_queued_p99");
+    let qe_p99 = eyes_latency_max(&res.status, "queued_encoded_p99");
+    let cpu_p99 = eyes_latency_max(&res.status, "encode_cpu_p99");
+    let es_p99 = viewers_max(&res.status, "encoded_sent_p99");
     let received = (ms(v.latency.quantile(0.5) as f64), ms(v.latency.quantile(0.99) as f64));
     let (ratio, rounds) = interleaved_ratio(&d, &mut v);
     r.row(
@@ -267,7 +278,7 @@ fn many_viewers(r: &mut Report, n: usize) {
     let mut v = Viewers::connect(d.addr, n, 2, 0);
     v.run(secs(3.0));
     let w = Window::start(&d);
-    let drops0 = eyes_sum(&ctl(&d.control, "status"), "drops");
+    let drops0 = eyes_sum(&status(&d.control), "drops");
     let gaps0 = v.healthy_gaps();
     v.latency = Histogram::new();
     v.run(secs(15.0));
@@ -279,13 +290,7 @@ fn many_viewers(r: &mut Report, n: usize) {
     let lost_at_source = eyes_sum(&res.status, "encoder_drops")
         + eyes_sum(&res.status, "camera_starved")
         + eyes_sum(&res.status, "camera_skipped");
-    let sent_p99 = res
-        .status
-        .split("{\"eye\":")
-        .skip(1)
-        .filter(|e| e.contains("\"camera\":"))
-        .map(|e| json_number(e, "capture_sent_p99"))
-        .fold(0.0, f64::max);
+    let sent_p99 = eyes_latency_max(&res.status, "capture_sent_p99");
     r.row(
         &format!("{n} viewers × 2 eyes: viewer drops (skips) in window"),
         format!("{drops:.0} (frames lost before fan-out: {lost_at_source:.0})"),
@@ -323,8 +328,9 @@ fn stalled_viewer(r: &mut Report) {
     healthy.run(secs(8.0));
     let (base_p99, base_gaps) = (healthy.latency.quantile(0.99), healthy.healthy_gaps() - g0);
     let lost = |d: &DaemonProc| {
-        let s = ctl(&d.control, "status");
-        json_number(&s, "encoder_drops") + json_number(&s, "camera_starved") + json_number(&s, "camera_skipped")
+        let s = status(&d.control);
+        let e0 = &eyes(&s)[0];
+        number(e0, "encoder_drops") + number(e0, "camera_starved") + number(e0, "camera_skipped")
     };
     let lost0 = lost(&d);
     let rss_before = status_kb(d.child.id(), "VmRSS:") / 1024.0;
@@ -341,7 +347,7 @@ fn stalled_viewer(r: &mut Report) {
     // Gaps every viewer sees alike come from frames lost before fan-out (the machine is busy);
     // skips are what the fan-out did to a healthy viewer, read from the daemon per viewer.
     let source_lost = lost(&d) - lost0;
-    let log = d.log.lock().unwrap().clone();
+    let log = d.log.text();
     let stalled_line = log.lines().find(|l| l.contains("stuck: no progress")).unwrap_or("").to_string();
     let skipped: u64 = stalled_line
         .split(" dropped")
@@ -351,10 +357,13 @@ fn stalled_viewer(r: &mut Report) {
         .unwrap_or(0);
     // Disconnected: the daemon counts only the 10 healthy viewers on eye 0 again (its side of
     // the socket is closed; ours may still hold data the kernel could not deliver).
-    let status = ctl(&d.control, "status");
-    let disconnected = json_number(&status, "viewers") == 10.0 && stalled_line.contains("stuck");
-    let healthy_skips: f64 =
-        status.split("\"dropped\":").skip(1).filter_map(|v| v.split(',').next()?.parse::<f64>().ok()).sum();
+    let status = status(&d.control);
+    let disconnected = number(&eyes(&status)[0], "viewers") == 10.0 && stalled_line.contains("stuck");
+    let healthy_skips: f64 = eyes(&status)
+        .iter()
+        .flat_map(|e| e["viewer_latency_ms"].as_array().cloned().unwrap_or_default())
+        .map(|v| number(&v, "dropped"))
+        .sum();
     drop(stalled);
     r.row(
         "10 healthy viewers: p99 capture→received before / with a stalled one",
@@ -395,9 +404,10 @@ fn eye_movement(r: &mut Report) {
     let (mut frames_late, mut ms_late) = (Histogram::new(), Histogram::new());
     let n = (20.0 * scale()).max(4.0) as usize;
     for i in 0..n {
-        // Wait for a frame, then a random-ish phase inside the frame interval.
+        // Wait for a frame, then a random-ish phase inside the frame interval (on the clock
+        // the frames are stamped by).
         let (last, _) = ws.next_unit().unwrap().unwrap();
-        std::thread::sleep(Duration::from_micros((i as u64 * 7919) % 33_000));
+        Ticks::new(monotonic_us() + (i as u64 * 7919) % 33_000, Duration::from_secs(1)).wait();
         let x = if i % 2 == 0 { 0.6 } else { -0.6 };
         let t0 = monotonic_us();
         let reply = ctl(&d.control, &format!("look 0 {x} 0"));

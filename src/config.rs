@@ -90,9 +90,16 @@ pub struct Config {
     pub explicit: Vec<&'static str>,
 }
 
+/// The control socket without `--control`: `$PIEYES_CONTROL`, else `$XDG_RUNTIME_DIR/pieyes.sock`,
+/// else `/tmp/pieyes.sock` (the daemon and `pieyes ctl` agree on it).
 pub fn default_control_path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("pieyes.sock"),
+    control_path_from(std::env::var_os("PIEYES_CONTROL"), std::env::var_os("XDG_RUNTIME_DIR"))
+}
+
+fn control_path_from(explicit: Option<std::ffi::OsString>, runtime_dir: Option<std::ffi::OsString>) -> PathBuf {
+    match (explicit, runtime_dir) {
+        (Some(p), _) if !p.is_empty() => PathBuf::from(p),
+        (_, Some(d)) if !d.is_empty() => PathBuf::from(d).join("pieyes.sock"),
         _ => PathBuf::from("/tmp/pieyes.sock"),
     }
 }
@@ -147,7 +154,9 @@ pieyes — two low-latency H.264 eyes for a robot
 
 usage:
   pieyes [options]            run the daemon
-  pieyes ctl <command…>       send one control command to a running daemon
+  pieyes ctl [--control PATH] <command…>
+                              send one control command to a running daemon, print the reply
+                              (`ctl watch`: then every event until Ctrl-C; `ctl --help`: more)
   pieyes record [--addr HOST:PORT] --eye N --seconds S --out FILE
                               save S seconds of eye N's H.264 stream (Annex-B), print a JSON summary
   pieyes selftest v4l2|dmabuf check the V4L2 encoder / dma-buf paths on this machine's kernel
@@ -169,7 +178,8 @@ options:
   --fps N               frames per second, 1..120 (default 30)
   --bitrate BPS         H.264 bitrate per eye (default 3000000)
   --gop SECONDS         time between periodic keyframes (default 2)
-  --control PATH        control socket (default $XDG_RUNTIME_DIR/pieyes.sock, else /tmp/pieyes.sock)
+  --control PATH        control socket (default $PIEYES_CONTROL, else $XDG_RUNTIME_DIR/pieyes.sock,
+                        else /tmp/pieyes.sock)
   --state PATH          saved calibration and default view (default $STATE_DIRECTORY/state.conf,
                         else $XDG_STATE_HOME/pieyes/state.conf, else ~/.local/state/pieyes/state.conf)
   --max-zoom Z          largest zoom, 1..64 (default 8)
@@ -195,19 +205,13 @@ options:
 
 environment:
   PIEYES_LOG            error | warn | info | debug (default info)
+  PIEYES_CONTROL        the control socket, for the daemon and `pieyes ctl` (--control wins)
 ";
 
-/// What the command line asks for.
+/// What the daemon's command line asks for (the subcommands are `cli`'s).
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
     Run(Box<Config>),
-    Ctl {
-        control: PathBuf,
-        words: Vec<String>,
-    },
-    /// `pieyes record …`: save one eye's stream (see `record`).
-    Record(crate::record::RecordArgs),
-    Selftest(Vec<String>),
     Help,
     Version,
 }
@@ -261,28 +265,6 @@ fn check_token(t: &str) -> Result<String, String> {
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
     let mut i = 0;
-    if args.first().map(String::as_str) == Some("record") {
-        return crate::record::parse(&args[1..]).map(Invocation::Record);
-    }
-    if args.first().map(String::as_str) == Some("selftest") {
-        return Ok(Invocation::Selftest(args[1..].to_vec()));
-    }
-    if args.first().map(String::as_str) == Some("ctl") {
-        // `pieyes ctl [--control PATH] command…`
-        let mut control = default_control_path();
-        let mut rest = &args[1..];
-        if rest.first().map(String::as_str) == Some("--control") {
-            control = PathBuf::from(rest.get(1).ok_or("--control needs a value")?);
-            rest = &rest[2..];
-        } else if let Some(p) = rest.first().and_then(|a| a.strip_prefix("--control=")) {
-            control = PathBuf::from(p);
-            rest = &rest[1..];
-        }
-        if rest.is_empty() {
-            return Err("ctl: which command? (try: pieyes ctl help)".into());
-        }
-        return Ok(Invocation::Ctl { control, words: rest.to_vec() });
-    }
     while i < args.len() {
         let arg = &args[i];
         let (flag, inline) = match arg.split_once('=') {
@@ -487,11 +469,10 @@ mod tests {
     }
 
     #[test]
-    fn ctl_takes_the_rest_of_the_line() {
-        assert_eq!(
-            parse_args(&args("ctl --control /x.sock crop 0 1 2 3 4")),
-            Ok(Invocation::Ctl { control: "/x.sock".into(), words: args("crop 0 1 2 3 4") })
-        );
-        assert!(parse_args(&args("ctl")).is_err());
+    fn the_control_socket_comes_from_pieyes_control_then_the_runtime_dir() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(control_path_from(os("/x/c.sock"), os("/run/user/1")), PathBuf::from("/x/c.sock"));
+        assert_eq!(control_path_from(os(""), os("/run/user/1")), PathBuf::from("/run/user/1/pieyes.sock"));
+        assert_eq!(control_path_from(None, os("")), PathBuf::from("/tmp/pieyes.sock"));
     }
 }

@@ -1,6 +1,11 @@
 //! One line per event on stderr: `<uptime s> <LEVEL> <message>`. The level comes from
 //! `PIEYES_LOG` (error, warn, info, debug; default info). Nothing logs per frame at info.
+//!
+//! A line that cannot be written (stderr piped to a reader that went away, a full disk under
+//! journald) is dropped: logging never stops the daemon. (`eprintln!` would panic on EPIPE;
+//! SIGPIPE itself is ignored, by Rust's runtime and again by `sys::signals`.)
 
+use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -31,7 +36,7 @@ pub fn init_from_env() {
     if let Ok(v) = std::env::var("PIEYES_LOG") {
         match parse_level(&v) {
             Some(l) => LEVEL.store(l as u8, Ordering::Relaxed),
-            None => eprintln!("pieyes: ignoring PIEYES_LOG={v:?} (use error, warn, info or debug)"),
+            None => emit(format_args!("pieyes: ignoring PIEYES_LOG={v:?} (use error, warn, info or debug)\n")),
         }
     }
 }
@@ -49,7 +54,16 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
         Level::Info => "INFO ",
         Level::Debug => "DEBUG",
     };
-    eprintln!("{:>6}.{:03} {tag} {args}", t / 1_000_000, t / 1000 % 1000);
+    emit(format_args!("{:>6}.{:03} {tag} {args}\n", t / 1_000_000, t / 1000 % 1000));
+}
+
+/// Write one whole line to stderr in one `write` (so lines of concurrent threads never
+/// interleave); a failure is ignored.
+fn emit(line: std::fmt::Arguments<'_>) {
+    let mut buf = Vec::with_capacity(128);
+    if buf.write_fmt(line).is_ok() {
+        let _ = std::io::stderr().lock().write_all(&buf);
+    }
 }
 
 #[macro_export]

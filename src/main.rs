@@ -1,10 +1,15 @@
-//! `pieyes`: the daemon, or `pieyes ctl …` to talk to one.
+//! `pieyes`: the daemon, or one of its subcommands (`pieyes ctl …`, `record`, `selftest`).
+
+#![deny(unsafe_code)]
 
 use pieyes::config::{self, Invocation};
 
 fn main() {
     pieyes::log::init_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = pieyes::cli::run(&args) {
+        std::process::exit(code);
+    }
     let code = match config::parse_args(&args) {
         Ok(Invocation::Help) => {
             print!("{}", config::USAGE);
@@ -14,9 +19,6 @@ fn main() {
             println!("pieyes {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Ok(Invocation::Ctl { control, words }) => pieyes::control::ctl::run(&control, &words),
-        Ok(Invocation::Record(args)) => pieyes::record::run(&args),
-        Ok(Invocation::Selftest(args)) => pieyes::selftest::run(&args),
         Ok(Invocation::Run(cfg)) => match pieyes::daemon::Daemon::new(*cfg).and_then(|d| d.run()) {
             Ok(()) => 0,
             Err(e) => {

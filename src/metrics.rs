@@ -85,9 +85,7 @@ impl Metrics {
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no memory effects.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    pages * page
+    pages * crate::sys::page_size() as u64
 }
 
 /// A parsed sample: (name, labels, value). For tests and tools reading `/metrics` back.

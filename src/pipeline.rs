@@ -140,6 +140,7 @@ impl Pipeline {
             let job = EncodeJob { buffer: c.buffer, meta: c.meta, force_idr: ctl.take_keyframe(self.index, now_us) };
             if let Err(rejected) = self.encoder.queue(job) {
                 let (job, e) = *rejected;
+                ctl.keyframe_refused(self.index, job.force_idr);
                 let ch = self.encoder_health.failed(&e, now_us);
                 self.health("encoder", ch);
                 self.free.push(job.buffer);
@@ -155,6 +156,7 @@ impl Pipeline {
         self.encoder.drain(&mut done);
         for e in done.drain(..) {
             self.free.push(e.buffer);
+            ctl.keyframe_came_out(self.index, matches!(&e.result, Ok(au) if au.keyframe));
             match e.result {
                 Ok(au) => {
                     if let Some(ch) = self.encoder_health.ok(now_us) {

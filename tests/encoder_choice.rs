@@ -7,10 +7,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Daemon, TempDir};
+use common::{Daemon, SMALL, TempDir, eye_status};
 use pieyes::encoder::v4l2::{Codec, find_encoder};
-
-const SMALL: [&str; 4] = ["--size", "320x240", "--sensor", "640x480"];
 
 fn args(encoder: &str) -> Vec<&str> {
     let mut v = vec!["--encoder", encoder];
@@ -22,7 +20,7 @@ fn args(encoder: &str) -> Vec<&str> {
 fn software_is_used_when_asked_for() {
     let d = Daemon::start(&args("software"));
     assert!(d.log().contains("eye 0: encoder software (--encoder software)"), "{}", d.log());
-    assert!(d.ctl("status").contains("\"encoder\":\"software (OpenH264)\""));
+    assert!((0..2).all(|eye| eye_status(&d.status(), eye)["encoder"] == "software (OpenH264)"), "{}", d.status());
     // OpenH264 initialises on the first frame, and again after a new bitrate: nothing of its own
     // reaches stderr, every line there is one of ours ("<seconds> <LEVEL>  <event>").
     common::collect_units(d.addr, 0, 3);
@@ -47,7 +45,11 @@ fn auto_takes_the_v4l2_encoder_when_there_is_one_and_says_why_not_otherwise() {
         Err(why) => {
             let line = format!("eye 0: encoder auto: software (OpenH264): {why}");
             assert!(log.contains(&line), "expected {line:?} in\n{log}");
-            assert!(d.ctl("status").contains("\"encoder\":\"software (OpenH264)\""));
+            assert!(
+                (0..2).all(|eye| eye_status(&d.status(), eye)["encoder"] == "software (OpenH264)"),
+                "{}",
+                d.status()
+            );
         }
         Ok(dev) => {
             let line = format!("eye 0: encoder auto: {} is a V4L2 H.264 encoder: using it", dev.path.display());
@@ -77,12 +79,9 @@ fn v4l2_without_an_encoder_is_a_clear_error() {
         }
         Ok(dev) => {
             // A Pi 4: it starts with that encoder.
-            let mut child = cmd.spawn().expect("run pieyes");
-            std::thread::sleep(Duration::from_secs(2));
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains(&format!("encoder v4l2 (--encoder v4l2): {}", dev.path.display())), "{err}");
+            let d = Daemon::start(&args("v4l2"));
+            let line = format!("encoder v4l2 (--encoder v4l2): {}", dev.path.display());
+            assert!(d.wait_log(&line, Duration::from_secs(10)), "{}", d.log());
         }
     }
 }
@@ -128,8 +127,9 @@ fn each_eye_encodes_on_its_own_cpu_unless_told_otherwise() {
         assert_eq!(cpus_of(&threads, "encoder-1"), [allowed[n - 2]], "{threads:?}");
         assert_eq!(cpus_of(&threads, "synthetic-cam"), [allowed[n - 2]], "{threads:?}");
         assert!(d.log().contains(&format!("eye 0: software encoder on CPU {}", allowed[n - 1])), "{}", d.log());
-        let status = d.ctl("status");
-        assert!(status.contains(&format!("\"encoder_cpu\":{}", allowed[n - 2])), "{status}");
+        let status = d.status();
+        assert_eq!(eye_status(&status, 0)["encoder_cpu"], allowed[n - 1], "{status}");
+        assert_eq!(eye_status(&status, 1)["encoder_cpu"], allowed[n - 2], "{status}");
     } else {
         // One CPU: nothing to choose; every thread may run where the process may.
         assert!(threads.iter().all(|(_, c)| *c == allowed), "{threads:?}");
@@ -141,7 +141,7 @@ fn each_eye_encodes_on_its_own_cpu_unless_told_otherwise() {
     common::collect_units(d.addr, 0, 3);
     let threads = thread_cpus(d.child.id());
     assert!(threads.iter().all(|(_, c)| *c == allowed), "--encoder-cpus none pins nothing: {threads:?}");
-    assert!(d.ctl("status").contains("\"encoder_cpu\":null"));
+    assert!((0..2).all(|eye| eye_status(&d.status(), eye)["encoder_cpu"].is_null()), "{}", d.status());
 
     // An explicit CPU this process may not use is a start-up error, not a silent fallback.
     let dir = TempDir::new("cpus");

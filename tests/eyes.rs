@@ -54,22 +54,23 @@ fn crops_by_seq(units: &[Unit], eye: u8, scene: &Scene, flip: Flip) -> HashMap<u
     out
 }
 
-fn wait_frames(n: u64) {
-    std::thread::sleep(Duration::from_millis(n * 1000 / 30 + 50));
-}
+/// Long enough for any frame the tests wait for, even on a loaded machine.
+const FRAMES_WITHIN: Duration = Duration::from_secs(10);
 
 #[test]
 fn look_move_zoom_verge_land_on_the_named_frame_in_both_eyes() {
     let d = Daemon::start(ARGS);
     let scene = Scene::new(SENSOR, 24);
     let (r0, r1) = (Recorder::start(d.addr, 0), Recorder::start(d.addr, 1));
-    wait_frames(5);
+    assert!(r0.wait_for_more(5, FRAMES_WITHIN) && r1.wait_for_more(5, FRAMES_WITHIN));
     let mut replies = Vec::new();
     for cmd in ["look both 0.5 -0.5", "zoom both 2", "move 0 -0.25 0.5", "verge 0.05", "look 1 -1 1"] {
         let r = d.ctl(cmd);
         assert!(r.starts_with("ok seq="), "{cmd}: {r}");
+        // Until both eyes have shown a few frames from the one the reply named.
+        let landed = seq(&r) + 5;
+        assert!(r0.wait_for_sequence(landed, FRAMES_WITHIN) && r1.wait_for_sequence(landed, FRAMES_WITHIN), "{cmd}");
         replies.push((cmd, r));
-        wait_frames(6);
     }
     let (u0, u1) = (r0.stop(), r1.stop());
     let crops = [crops_by_seq(&u0, 0, &scene, Flip::None), crops_by_seq(&u1, 1, &scene, Flip::None)];
@@ -118,12 +119,12 @@ fn glide(ms: u32) {
     let d = Daemon::start(ARGS);
     let scene = Scene::new(SENSOR, 24);
     let rec = Recorder::start(d.addr, 0);
-    wait_frames(3);
+    assert!(rec.wait_for_more(3, FRAMES_WITHIN));
     let r = d.ctl(&format!("look both -1 0 over {ms}ms"));
     let (start, until) = (seq(&r), field(&r, "until").parse::<u32>().unwrap());
     let frames = ms * 30 / 1000;
     assert_eq!(until - start + 1, frames, "{ms} ms at 30 fps is {frames} frames");
-    wait_frames(u64::from(frames) + 8);
+    assert!(rec.wait_for_sequence(until + 2, FRAMES_WITHIN), "the glide's frames arrive");
     let units = rec.stop();
     let crops = crops_by_seq(&units, 0, &scene, Flip::None);
     let target = rect(field(&r, "crop0"));
@@ -142,6 +143,16 @@ fn glide(ms: u32) {
     }
     let between = glide.iter().filter(|(q, _)| *q > start && *q < until).count() as u32;
     assert!(between >= (frames - 2) / 2, "intermediate crops: {glide:?}");
+}
+
+/// The JSON of an `event state {…}` line.
+fn event_state(line: &str) -> Option<Value> {
+    line.strip_prefix("event state ").map(parse_json)
+}
+
+/// An `event state` with eye 1 at zoom 3.
+fn zoomed_3(line: &str) -> bool {
+    event_state(line).is_some_and(|st| st["eyes"][1]["zoom"] == 3.0)
 }
 
 #[test]
@@ -167,7 +178,7 @@ fn watch_streams_events_in_order_and_every_client_sees_every_change() {
                 None => panic!("closed"),
             }
         };
-        assert!(ev.contains("\"x\":0.75"), "{ev}");
+        assert_eq!(event_state(&ev).expect("event state")["eyes"][0]["x"], 0.75, "{ev}");
     }
     // Once the look has landed (its crop event), change something else from a browser.
     let mut got = Vec::new();
@@ -185,7 +196,7 @@ fn watch_streams_events_in_order_and_every_client_sees_every_change() {
         if let Ok(l) = lines.recv_timeout(Duration::from_millis(200)) {
             got.push(l);
         }
-        let zoom_state = got.iter().any(|l| l.starts_with("event state") && l.contains("\"zoom\":3"));
+        let zoom_state = got.iter().any(|l| zoomed_3(l));
         if zoom_state && got.iter().filter(|l| l.starts_with("event crop eye=1")).count() >= 1 {
             break;
         }
@@ -193,9 +204,9 @@ fn watch_streams_events_in_order_and_every_client_sees_every_change() {
     let pos = |pred: &dyn Fn(&str) -> bool| {
         got.iter().position(|l| pred(l)).unwrap_or_else(|| panic!("missing event in {got:#?}"))
     };
-    let look_state = pos(&|l| l.starts_with("event state") && l.contains("\"x\":0.75"));
+    let look_state = pos(&|l| event_state(l).is_some_and(|st| st["eyes"][0]["x"] == 0.75));
     let look_crop = pos(&|l| l.starts_with(&format!("event crop eye=0 seq={s} ")));
-    let zoom_state = pos(&|l| l.starts_with("event state") && l.contains("\"zoom\":3"));
+    let zoom_state = pos(&|l| zoomed_3(l));
     assert!(look_state < look_crop && look_crop < zoom_state, "{got:#?}");
     assert!(got[look_crop].ends_with(&format!("crop={}", field(&reply, "crop0"))));
     let mut last = HashMap::new();
@@ -228,7 +239,7 @@ fn save_then_restart_restores_calibration_and_view() {
     {
         assert!(d.ctl(cmd).starts_with("ok"), "{cmd}");
     }
-    let before = d.ctl("status");
+    let before = d.status();
     let saved = d.ctl("save");
     assert!(saved.starts_with("ok saved path="), "{saved}");
     drop(d);
@@ -238,20 +249,19 @@ fn save_then_restart_restores_calibration_and_view() {
         "{text}"
     );
     let d = Daemon::start_with_state(ARGS, TempDir::new("d2"), &state);
-    let after = d.ctl("status");
-    let state_of =
-        |s: &str| s[s.find("\"state\":").unwrap()..s.find(",\"eyes\":[{\"eye\":0,\"camera\"").unwrap()].to_string();
-    assert_eq!(state_of(&after), state_of(&before), "the commanded state survives a restart");
+    let after = d.status();
+    assert_eq!(after["state"], before["state"], "the commanded state survives a restart");
     assert!(d.log().contains("restored saved state"));
     // And the cameras really use it: eye 1's frames are flipped and cropped as saved.
     let scene = Scene::new(SENSOR, 24);
     let units = {
         let r = Recorder::start(d.addr, 1);
-        wait_frames(4);
+        assert!(r.wait_for_more(4, FRAMES_WITHIN));
         r.stop()
     };
     let crops = crops_by_seq(&units, 1, &scene, Flip::H);
-    let want = rect(state_of(&after).split("\"crop\":[").nth(2).unwrap().split(']').next().unwrap());
+    let crop: Vec<u32> = serde_json::from_value(after["state"]["eyes"][1]["crop"].clone()).expect("eye 1's crop");
+    let want = Rect::new(crop[0], crop[1], crop[2], crop[3]);
     assert!(crops.values().all(|c| *c == want), "{crops:?} vs {want:?}");
 }
 
@@ -262,8 +272,8 @@ fn a_corrupt_state_file_means_defaults_and_is_left_untouched() {
     let garbage = b"version = 1\neye0.zoom = lots\n\xff\x00".to_vec();
     std::fs::write(&state, &garbage).unwrap();
     let d = Daemon::start_with_state(ARGS, TempDir::new("d"), &state);
-    let st = d.ctl("status");
-    assert!(st.contains("\"zoom\":1,"), "defaults: {st}");
+    let st = d.status();
+    assert!(st["state"]["eyes"].as_array().unwrap().iter().all(|e| e["zoom"] == 1.0), "defaults: {st}");
     assert!(d.log().contains("is unusable") && d.log().contains("left as it is"), "{}", d.log());
     assert!(d.ctl("look both 0.1 0").starts_with("ok"));
     let units = Recorder::start(d.addr, 0).stop();
@@ -278,21 +288,23 @@ fn pause_resume_fps_and_flip() {
     let d = Daemon::start(ARGS);
     let scene = Scene::new(SENSOR, 24);
     assert_eq!(d.ctl("pause"), "ok paused");
-    let f0 = d.ctl("status");
-    wait_frames(6);
-    let f1 = d.ctl("status");
-    let frames = |s: &str| field(&s.replace(['{', '}', ',', '"', ':'], " "), "frames").to_string();
-    let _ = frames; // counts are checked below through captured frames
-    let captured =
-        |s: &str| -> u64 { s.split("\"captured\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap() };
-    assert!(captured(&f1) <= captured(&f0) + 1, "nothing is captured while paused");
-    assert!(f1.contains("\"paused\":true"));
+    let f0 = d.status();
+    assert_eq!(f0["paused"], true, "{f0}");
+    // Six frame times pass on the daemon's clock, and nothing is captured (a frame already on
+    // its way when the pause came may still land).
+    let captured = |st: &Value, eye| u64_at(eye_status(st, eye), "captured");
+    let mut f1 = f0.clone();
+    assert!(wait_until(FRAMES_WITHIN, || {
+        f1 = d.status();
+        assert!((0..2).all(|eye| captured(&f1, eye) <= captured(&f0, eye) + 1), "captured while paused: {f1}");
+        u64_at(&f1, "now_us") >= u64_at(&f0, "now_us") + 6 * 33_333
+    }));
     assert_eq!(d.ctl("resume"), "ok resumed");
     assert_eq!(d.ctl("flip 0 v"), "ok flip=v");
     let r = d.ctl("fps 15");
     assert_eq!(r, "ok fps=15");
     let rec = Recorder::start(d.addr, 0);
-    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rec.wait_for_more(20, FRAMES_WITHIN), "20 frames at 15 fps");
     let units = rec.stop();
     // 15 fps: capture times 66.7 ms apart; the first unit is the resume keyframe.
     let gaps: Vec<u64> = units.windows(2).map(|w| w[1].header.capture_us - w[0].header.capture_us).collect();

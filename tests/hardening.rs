@@ -4,19 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use common::*;
 use pieyes::ws::frame::{Opcode, encode_masked};
-
-const SMALL: &[&str] = &["--size", "320x240", "--sensor", "640x360"];
-
-fn args(extra: &[&'static str]) -> Vec<&'static str> {
-    SMALL.iter().chain(extra).copied().collect()
-}
 
 fn status_of(raw: &[u8]) -> u16 {
     split_response(raw).0
@@ -54,9 +48,9 @@ fn wait_closed(mut s: TcpStream, limit: Duration) -> Option<(Duration, Vec<u8>)>
 
 #[test]
 fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
-    let d = Daemon::start(&args(&["--header-timeout", "1", "--idle-timeout", "1", "--ping-interval", "1"]));
+    let d = Daemon::start(&small(&["--header-timeout", "1", "--idle-timeout", "1", "--ping-interval", "1"]));
     let viewer = Recorder::start(d.addr, 0);
-    let before = d.ctl("status");
+    let before = d.status();
 
     // HTTP: head too large, too many headers, a body, garbage, traversal in every spelling.
     let huge = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(9000));
@@ -87,8 +81,11 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
     slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     let silent = TcpStream::connect(d.addr).unwrap();
     let trickle = std::thread::spawn(move || {
+        // A header line every 150 ms, on a clock (timerfd), as a slowloris client sends them.
+        let clock = pieyes::sys::timer::Timer::new(false).unwrap();
+        clock.set_periodic(Duration::from_millis(150)).unwrap();
         for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(150));
+            clock.expirations();
             if slow.write_all(b"X-Slow: 1\r\n").is_err() {
                 break;
             }
@@ -161,11 +158,8 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
 
     // Through all of it the viewer got every frame and the control socket answered.
     let units = viewer.stop();
-    let after = d.ctl("status");
-    assert!(after.starts_with("ok {"));
-    let num = |s: &str, k: &str| -> u64 {
-        s.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
-    };
+    let after = d.status();
+    let num = |st: &Value, k: &str| u64_at(eye_status(st, 0), k);
     assert_eq!(num(&after, "drops"), 0, "no frame was skipped for the viewer");
     let lost = num(&after, "encoder_drops") + num(&after, "camera_starved") + num(&after, "camera_skipped")
         - num(&before, "camera_skipped")
@@ -179,19 +173,20 @@ fn every_limit_is_enforced_while_a_normal_viewer_keeps_every_frame() {
 #[test]
 fn connection_limits_refuse_with_503() {
     let d = Daemon::start(SMALL);
+    // `clients` counts the daemon's connections (the control connection asking may count too).
+    let clients = || u64_at(&d.status(), "clients");
     let held: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(d.addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_until(Duration::from_secs(10), || clients() >= 32), "the daemon took all 32: {}", d.status());
     let raw = http_raw(d.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", Duration::from_secs(5));
     assert_eq!(status_of(&raw), 503, "33rd connection from one address");
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_until(Duration::from_secs(10), || clients() <= 1), "the daemon let them go: {}", d.status());
     assert_eq!(http_get(d.addr, "/").0, 200, "served again once they are gone");
-    assert!(d.ctl("status").starts_with("ok"));
 }
 
 #[test]
 fn who_may_steer() {
-    let d = Daemon::start(&args(&["--token", "s3cret-token"]));
+    let d = Daemon::start(&small(&["--token", "s3cret-token"]));
     // Cross-site pages cannot open /control; the daemon's own page can.
     let evil = http_raw(
         d.addr,
@@ -244,31 +239,18 @@ fn the_control_socket_is_not_stolen_and_a_stale_one_is_replaced() {
     let stale = dir.0.join("ctl.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
-    let mut d2 = std::process::Command::new(env!("CARGO_BIN_EXE_pieyes"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--camera",
-            "synthetic",
-            "--size",
-            "320x240",
-            "--sensor",
-            "640x360",
-            "--control",
-        ])
+    let mut d2 = pieyes_command()
+        .args(["--listen", "127.0.0.1:0", "--camera", "synthetic"])
+        .args(SMALL)
+        .arg("--control")
         .arg(&stale)
         .arg("--state")
         .arg(dir.0.join("state.conf"))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut log = String::new();
-    let mut lines = BufReader::new(d2.stderr.take().unwrap()).lines();
-    while !log.contains("listening on") {
-        log.push_str(&lines.next().unwrap().unwrap());
-        log.push('\n');
-    }
-    assert!(log.contains("removed stale control socket"), "{log}");
+    let (_, log) = follow_log(&mut d2);
+    assert!(log.contains("removed stale control socket"), "{}", log.text());
     let _ = d2.kill();
     let _ = d2.wait();
     // A regular file in the way is never deleted.
@@ -299,31 +281,18 @@ fn a_stalled_viewer_is_skipped_to_keyframes_then_dropped_while_another_gets_ever
     std::io::Write::write_all(&mut stalled, req.as_bytes()).unwrap();
     let mut head = [0u8; 512];
     let _ = stalled.read(&mut head).unwrap(); // the 101 and maybe the hello; then it stops reading
-    let t0 = std::time::Instant::now();
-    let mut dropped_seen = false;
-    while t0.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(200));
-        let log = d.log();
-        let st = d.ctl("status");
-        let eye0_drops: u64 = st.split("\"drops\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
-        dropped_seen |= eye0_drops > 0;
-        if log.contains("stuck: no progress writing video") {
-            break;
-        }
-    }
-    assert!(dropped_seen, "the stalled viewer was skipped (drops counted) before it was dropped");
-    assert!(d.log().contains("stuck: no progress writing video"), "{}", d.log());
-    let status = d.ctl("status");
+    assert!(d.wait_log("stuck: no progress writing video", Duration::from_secs(15)), "{}", d.log());
+    let status = d.status();
+    // The eye's drops count what was skipped for its viewers (the healthy one's own is 0, below).
+    assert!(u64_at(eye_status(&status, 0), "drops") > 0, "the stalled viewer was skipped before it was dropped");
     let units = healthy.stop();
-    let after = d.ctl("status"); // drop counts that cover every frame the viewer could have had
-    let num_after = |k: &str| -> u64 {
-        after.split(&format!("\"{k}\":")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
-    };
+    let after = d.status(); // drop counts that cover every frame the viewer could have had
+    let num_after = |k: &str| u64_at(eye_status(&after, 0), k);
     // Only the healthy viewer is left on eye 0: nothing was skipped for it, and every frame
     // the encoder made reached it.
-    let viewers = status.split("\"viewer_latency_ms\":[").nth(1).unwrap().split(']').next().unwrap();
-    assert_eq!(viewers.matches("\"peer\"").count(), 1, "{viewers}");
-    assert!(viewers.contains("\"dropped\":0,"), "{viewers}");
+    let viewers = eye_status(&status, 0)["viewer_latency_ms"].as_array().expect("viewer_latency_ms").clone();
+    assert_eq!(viewers.len(), 1, "{viewers:?}");
+    assert_eq!(viewers[0]["dropped"], 0, "{viewers:?}");
     let span = (units.last().unwrap().header.sequence - units[0].header.sequence + 1) as u64;
     assert!(
         units.len() as u64 + num_after("encoder_drops") + num_after("camera_starved") + num_after("camera_skipped")
@@ -332,7 +301,7 @@ fn a_stalled_viewer_is_skipped_to_keyframes_then_dropped_while_another_gets_ever
         units.len(),
         d.log().lines().filter(|l| l.contains("left eye") || l.contains("joined")).collect::<Vec<_>>().join("\n")
     );
-    let rss_mb: f64 = after.split("\"rss_mb\":").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let rss_mb = f64_at(&after, "rss_mb");
     assert!(rss_mb < 100.0, "memory stayed bounded: {rss_mb} MB");
     drop(stalled);
 }

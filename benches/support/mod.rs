@@ -2,6 +2,10 @@
 //! and a lean many-connection viewer (one thread, poll()) that measures capture→received.
 #![allow(dead_code)]
 
+// The tests' way of following a daemon's log and waiting on conditions, shared.
+#[path = "../../tests/common/waiting.rs"]
+mod waiting;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +19,9 @@ use pieyes::histogram::Histogram;
 use pieyes::stream::wire::VideoHeader;
 use pieyes::sys::clock::monotonic_us;
 use pieyes::ws::frame::{self, Opcode, Role};
+use pieyes::ws::handshake;
+use serde_json::Value;
+pub use waiting::{Log, wait_until};
 
 pub fn ms(us: f64) -> f64 {
     us / 1000.0
@@ -24,7 +31,7 @@ pub struct DaemonProc {
     pub child: Child,
     pub addr: SocketAddr,
     pub control: PathBuf,
-    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    pub log: std::sync::Arc<Log>,
 }
 
 impl Drop for DaemonProc {
@@ -49,20 +56,7 @@ pub fn start_daemon(extra: &[&str]) -> DaemonProc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pieyes");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines.next().expect("daemon output").expect("read");
-        if let Some(rest) = l.split("listening on http://").nth(1) {
-            break rest.split('/').next().unwrap().parse().unwrap();
-        }
-    };
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let l2 = log.clone();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            l2.lock().unwrap().push_str(&(l + "\n"));
-        }
-    });
+    let (addr, log) = waiting::follow_log(&mut child, Duration::from_secs(30));
     DaemonProc { child, addr, control, log }
 }
 
@@ -74,18 +68,39 @@ pub fn ctl(control: &Path, line: &str) -> String {
     r
 }
 
-pub fn json_number(s: &str, key: &str) -> f64 {
-    let k = format!("\"{key}\":");
-    s.find(&k)
-        .map(|i| &s[i + k.len()..])
-        .and_then(|r| r.split([',', '}']).next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+/// `status`, parsed.
+pub fn status(control: &Path) -> Value {
+    let reply = ctl(control, "status");
+    serde_json::from_str(reply.trim_start_matches("ok ")).unwrap_or_else(|e| panic!("status not JSON ({e}): {reply}"))
 }
 
-/// Sum of a key over both eyes of a status line.
-pub fn eyes_sum(status: &str, key: &str) -> f64 {
-    status.split("{\"eye\":").skip(1).filter(|e| e.contains("\"camera\":")).map(|e| json_number(e, key)).sum()
+/// A number of a status document (NaN when absent).
+pub fn number(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The per-eye entries of a status document.
+pub fn eyes(status: &Value) -> &[Value] {
+    status["eyes"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Sum of a key over both eyes of a status document.
+pub fn eyes_sum(status: &Value, key: &str) -> f64 {
+    eyes(status).iter().map(|e| number(e, key)).sum()
+}
+
+/// Largest of an eye's `latency_ms` figure over both eyes.
+pub fn eyes_latency_max(status: &Value, key: &str) -> f64 {
+    eyes(status).iter().map(|e| number(&e["latency_ms"], key)).fold(0.0, f64::max)
+}
+
+/// Largest of a per-viewer figure (`viewer_latency_ms`) over every viewer of both eyes.
+pub fn viewers_max(status: &Value, key: &str) -> f64 {
+    eyes(status)
+        .iter()
+        .flat_map(|e| e["viewer_latency_ms"].as_array().cloned().unwrap_or_default())
+        .map(|v| number(&v, key))
+        .fold(0.0, f64::max)
 }
 
 fn clock_ticks() -> f64 {
@@ -138,12 +153,12 @@ pub struct WindowResult {
     pub camera_cpu_us: f64,
     pub loop_cpu_us: f64,
     pub encoder_cpu_us: f64,
-    pub status: String,
+    pub status: Value,
 }
 
 impl Window {
     pub fn start(d: &DaemonProc) -> Window {
-        let status = ctl(&d.control, "status");
+        let status = status(&d.control);
         Window {
             pid: d.child.id(),
             control: d.control.clone(),
@@ -154,7 +169,7 @@ impl Window {
     }
 
     pub fn end(self) -> WindowResult {
-        let status = ctl(&self.control, "status");
+        let status = status(&self.control);
         let cpu1 = cpu_by_thread(self.pid);
         let d = |name: &str| cpu1.1.get(name).copied().unwrap_or(0.0) - self.cpu0.1.get(name).copied().unwrap_or(0.0);
         WindowResult {
@@ -208,10 +223,10 @@ impl Viewers {
         for i in 0..(n * eyes as usize + stalled) {
             let eye = if i < n * eyes as usize { (i % eyes as usize) as u8 } else { 0 };
             let mut stream = connect_from(addr, 2 + (i / 16) as u8);
-            let req = format!(
-                "GET /cam{eye} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-            );
-            stream.write_all(req.as_bytes()).unwrap();
+            let key = handshake::client_key([i as u8; 16]);
+            stream
+                .write_all(handshake::client_request(&addr.to_string(), &format!("/cam{eye}"), &key, "").as_bytes())
+                .unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             let end = loop {
@@ -222,7 +237,7 @@ impl Viewers {
                 assert!(k > 0);
                 buf.extend_from_slice(&chunk[..k]);
             };
-            assert!(buf.starts_with(b"HTTP/1.1 101"));
+            handshake::check_response(&buf[..end], &key).expect("upgraded");
             let is_stalled = i >= n * eyes as usize;
             if is_stalled {
                 use nix::sys::socket::{setsockopt, sockopt};
@@ -308,5 +323,23 @@ impl Viewers {
 
     pub fn healthy_count(&self) -> usize {
         self.conns.iter().filter(|c| !c.stalled).count()
+    }
+}
+
+/// A frame clock: ticks at absolute CLOCK_MONOTONIC times on a timerfd, as a camera's frames
+/// come (what the encoder-alone scenario paces itself by, and where a command is timed).
+pub struct Ticks(pieyes::sys::timer::Timer);
+
+impl Ticks {
+    /// Every `period`, the first at `first_us`.
+    pub fn new(first_us: u64, period: Duration) -> Ticks {
+        let t = pieyes::sys::timer::Timer::new(false).expect("timerfd");
+        t.set_periodic_from(first_us.max(1), period).expect("timerfd_settime");
+        Ticks(t)
+    }
+
+    /// Wait for the next tick (at once if it has passed).
+    pub fn wait(&self) {
+        self.0.expirations();
     }
 }

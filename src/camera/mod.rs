@@ -6,6 +6,7 @@
 
 pub mod fixup;
 #[cfg(feature = "libcamera")]
+#[allow(unsafe_code)] // FFI: the libcamera crate's lifetimes and raw fds (each block says why)
 pub mod libcamera;
 pub mod pacing;
 pub mod pairing;

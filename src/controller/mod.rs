@@ -316,6 +316,16 @@ impl Controller {
         self.eyes[eye as usize].keyframes.take(now_us)
     }
 
+    /// The encoder refused the frame (`forced`: it carried the forced IDR, asked for again).
+    pub fn keyframe_refused(&mut self, eye: u8, forced: bool) {
+        self.eyes[eye as usize].keyframes.refused(forced);
+    }
+
+    /// A frame came back from the encoder, in order; a keyframe serves a pending request.
+    pub fn keyframe_came_out(&mut self, eye: u8, keyframe: bool) {
+        self.eyes[eye as usize].keyframes.came_out(keyframe);
+    }
+
     pub fn keyframes_forced(&self, eye: u8) -> u64 {
         self.eyes[eye as usize].keyframes.forced
     }

@@ -92,6 +92,7 @@ pub fn encode_one(
     Ok(AccessUnit { data, headroom: HEADROOM, keyframe })
 }
 
+#[allow(unsafe_code)] // FFI: one raw OpenH264 call the wrapper does not expose
 pub fn new_h264_encoder(cfg: &EncoderConfig) -> Result<H264Encoder, String> {
     let mut enc = H264Encoder::with_api_config(openh264::OpenH264API::from_source(), h264_config(cfg))
         .map_err(|e| format!("openh264 init: {e}"))?;

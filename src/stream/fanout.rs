@@ -1,7 +1,9 @@
 //! The fan-out policy for one viewer of one eye. A viewer starts by waiting for a keyframe (it
 //! cannot decode anything else); while it keeps up it gets every access unit; when its queue
 //! passes the limit it loses the unsent frames and waits for the next keyframe (the drops are
-//! counted); when it makes no progress at all for `stuck_us` it is to be disconnected. Nothing
+//! counted) and asks for one, once (a joining viewer asks as it joins; a request stands until a
+//! keyframe comes out: `keyframe::KeyframeGate`); when it makes no progress at all for
+//! `stuck_us` it is to be disconnected. Nothing
 //! a slow viewer does reaches the others or the cameras: they only ever append to its queue.
 
 use std::sync::Arc;
@@ -28,7 +30,8 @@ impl Default for Limits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offer {
     Queued,
-    /// Not queued; `want_keyframe` asks the encoder for an IDR so the viewer can resume.
+    /// Not queued; `want_keyframe` (on the frame that skipped the viewer) asks the encoder for
+    /// an IDR so the viewer can resume.
     Dropped {
         want_keyframe: bool,
     },
@@ -61,7 +64,8 @@ impl Subscriber {
         }
         let over = outbox.video_frames() >= self.limits.max_queued_frames
             || outbox.pending_bytes() + pkt.len() > self.limits.max_queued_bytes;
-        if over && !self.waiting_keyframe {
+        let skipped = over && !self.waiting_keyframe;
+        if skipped {
             self.dropped += outbox.drop_unstarted_video() as u64;
             self.waiting_keyframe = true;
         }
@@ -71,7 +75,7 @@ impl Subscriber {
                 self.started = true;
             } else {
                 self.dropped += self.started as u64;
-                return Offer::Dropped { want_keyframe: true };
+                return Offer::Dropped { want_keyframe: skipped };
             }
         }
         outbox.push_video(pkt.clone());
@@ -113,7 +117,8 @@ mod tests {
     fn a_new_viewer_starts_at_a_keyframe() {
         let mut o = Outbox::default();
         let mut s = Subscriber::new(L, 0);
-        assert_eq!(s.offer(&mut o, &packet(1, false), 0), Offer::Dropped { want_keyframe: true });
+        // Not a request per frame passed over: the viewer asked once, as it joined.
+        assert_eq!(s.offer(&mut o, &packet(1, false), 0), Offer::Dropped { want_keyframe: false });
         assert_eq!(s.offer(&mut o, &packet(2, true), 0), Offer::Queued);
         assert_eq!(s.offer(&mut o, &packet(3, false), 0), Offer::Queued);
         assert_eq!(o.video_frames(), 2);
@@ -144,7 +149,7 @@ mod tests {
         assert_eq!(s.offer(&mut o, &packet(3, false), 30), Offer::Dropped { want_keyframe: true });
         assert_eq!(s.dropped, 3, "packets 1, 2 and 3");
         assert_eq!(o.video_frames(), 1);
-        assert_eq!(s.offer(&mut o, &packet(4, false), 40), Offer::Dropped { want_keyframe: true });
+        assert_eq!(s.offer(&mut o, &packet(4, false), 40), Offer::Dropped { want_keyframe: false }, "asked once");
         assert_eq!(s.offer(&mut o, &packet(5, true), 50), Offer::Queued);
         assert!(!s.waiting_keyframe());
         assert!(!s.is_stuck(&o, 1000));

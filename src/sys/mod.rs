@@ -12,3 +12,10 @@ pub mod socket;
 pub mod thread;
 pub mod timer;
 pub mod v4l2;
+
+/// The kernel's page size in bytes.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; no memory is touched.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as usize } else { 4096 }
+}

@@ -1,7 +1,10 @@
-//! One WebSocket connection's protocol state, server side (rustls-style: it only buffers and
-//! decides; the caller reads and writes). It reassembles fragmented messages, answers pings,
-//! validates UTF-8 and close frames, and runs the closing handshake.
+//! One WebSocket connection's protocol state (rustls-style: it only buffers and decides; the
+//! caller reads and writes). It reassembles fragmented messages, answers pings, validates UTF-8
+//! and close frames, and runs the closing handshake. The daemon is the server; the client role
+//! (`cli::ws_client`: `pieyes record`, the tests and the benchmarks) masks every frame it sends
+//! with a fresh key, as RFC 6455 §5.3 asks.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use super::frame::{self, FrameError, Opcode, Role, close, decode};
@@ -30,6 +33,8 @@ pub struct Connection {
     /// Frames the protocol itself wants sent (pongs, close replies), in order.
     outgoing: VecDeque<Vec<u8>>,
     frames_received: u64,
+    /// Client role: the state the next frame's masking key is drawn from (xorshift32, never 0).
+    mask_state: Cell<u32>,
 }
 
 fn valid_close_code(code: u16) -> bool {
@@ -46,7 +51,25 @@ impl Connection {
             close_received: false,
             outgoing: VecDeque::new(),
             frames_received: 0,
+            mask_state: Cell::new(0x9e37_79b9),
         }
+    }
+
+    /// Seed the client's masking keys (a client should pass something unpredictable; the
+    /// default seed is fixed, which is enough for tests that compare bytes).
+    pub fn with_mask_seed(self, seed: u32) -> Self {
+        self.mask_state.set(seed.max(1));
+        self
+    }
+
+    /// The next masking key: a new one per frame (xorshift32).
+    fn next_mask(&self) -> [u8; 4] {
+        let mut x = self.mask_state.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.mask_state.set(x);
+        x.to_be_bytes()
     }
 
     pub fn is_closing(&self) -> bool {
@@ -93,8 +116,7 @@ impl Connection {
     fn frame(&self, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
         match self.role {
             Role::Server => frame::encode(opcode, payload),
-            // A client masks; the key need not be secret for our own test clients.
-            Role::Client => frame::encode_masked(true, opcode, payload, [0x5a, 0xc3, 0x3c, 0xa5]),
+            Role::Client => frame::encode_masked(true, opcode, payload, self.next_mask()),
         }
     }
 
@@ -291,5 +313,42 @@ mod tests {
         let mut big = encode_masked(false, Opcode::Binary, &[0; 8], M);
         big.extend(encode_masked(true, Opcode::Continuation, &[0; 8], M));
         assert_eq!(c.read(&mut big).unwrap_err().code, close::TOO_BIG);
+    }
+
+    fn client() -> Connection {
+        Connection::new(Role::Client, 64 * 1024).with_mask_seed(7)
+    }
+
+    #[test]
+    fn a_client_masks_every_frame_with_a_fresh_key() {
+        let c = client();
+        let (a, b) = (c.message(Opcode::Text, b"status").unwrap(), c.message(Opcode::Text, b"status").unwrap());
+        assert_eq!(a[1], 0x80 | 6, "masked, 6 bytes");
+        assert_ne!(a[2..6], b[2..6], "a new masking key per frame");
+        assert_ne!(a[6..], *b"status", "the payload goes masked");
+        let mut s = server();
+        let mut input = [a, b].concat();
+        assert_eq!(s.read(&mut input).unwrap(), Some(Event::Text("status".into())));
+        assert_eq!(s.read(&mut input).unwrap(), Some(Event::Text("status".into())));
+        assert!(input.is_empty());
+    }
+
+    #[test]
+    fn a_client_reads_server_frames_and_answers_pings_and_closes_masked() {
+        let mut c = client();
+        let mut input = frame::encode(Opcode::Ping, b"hb");
+        input.extend(frame::encode(Opcode::Binary, &[1, 2]));
+        input.extend(frame::encode(Opcode::Close, &frame::close_payload(1001, "")));
+        assert_eq!(c.read(&mut input).unwrap(), Some(Event::Ping));
+        assert_eq!(c.read(&mut input).unwrap(), Some(Event::Binary(vec![1, 2])));
+        assert_eq!(c.read(&mut input).unwrap(), Some(Event::Closed { code: Some(1001), reason: String::new() }));
+        let mut s = server();
+        let mut back: Vec<u8> = std::iter::from_fn(|| c.take_outgoing()).flatten().collect();
+        assert_eq!(s.read(&mut back).unwrap(), Some(Event::Pong(b"hb".to_vec())));
+        assert_eq!(s.read(&mut back).unwrap(), Some(Event::Closed { code: Some(1001), reason: String::new() }));
+        assert!(c.is_closed());
+        // A server never masks: a masked frame is a protocol error for a client.
+        let mut masked = encode_masked(true, Opcode::Text, b"x", M);
+        assert_eq!(client().read(&mut masked).unwrap_err().code, close::PROTOCOL_ERROR);
     }
 }

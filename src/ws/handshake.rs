@@ -1,5 +1,6 @@
-//! The opening handshake (RFC 6455 §4.2): validate the client's upgrade request and compute
-//! `Sec-WebSocket-Accept`.
+//! The opening handshake (RFC 6455 §4): the server validates the client's upgrade request and
+//! computes `Sec-WebSocket-Accept`; the client half (for `cli::ws_client`) writes the request
+//! and checks the answer.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -53,6 +54,50 @@ pub fn accept(req: &Request) -> Result<Vec<u8>, Refusal> {
     .into_bytes())
 }
 
+/// A client's `Sec-WebSocket-Key` from a 16-byte nonce (RFC 6455 §4.1: fresh per connection).
+pub fn client_key(nonce: [u8; 16]) -> String {
+    STANDARD.encode(nonce)
+}
+
+/// The client's upgrade request for `path` on `host`; `extra_headers` are raw `Name: value\r\n`
+/// lines (an `Origin`, say).
+pub fn client_request(host: &str, path: &str, key: &str, extra_headers: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{extra_headers}\r\n"
+    )
+}
+
+/// Check the server's answer to `client_request` (its head, through the blank line): a 101 with
+/// the upgrade headers and the accept key that proves the server read our key.
+pub fn check_response(head: &[u8], key: &str) -> Result<(), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("incomplete response head".into()),
+        Err(e) => return Err(format!("bad response head: {e}")),
+    }
+    if resp.code != Some(101) {
+        return Err(format!("refused: {} {}", resp.code.unwrap_or(0), resp.reason.unwrap_or("")));
+    }
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
+    if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        || !header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+    {
+        return Err("101 without Upgrade: websocket / Connection: Upgrade".into());
+    }
+    match header("sec-websocket-accept") {
+        Some(a) if a == accept_key(key) => Ok(()),
+        other => Err(format!("wrong Sec-WebSocket-Accept {other:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +145,22 @@ mod tests {
                 .status,
             400
         );
+    }
+
+    #[test]
+    fn the_client_half_agrees_with_the_server_half() {
+        let key = client_key(*b"the sample nonce");
+        assert_eq!(key, "dGhlIHNhbXBsZSBub25jZQ==", "RFC 6455's example nonce");
+        let raw = client_request("127.0.0.1:8000", "/cam1", &key, "Origin: http://127.0.0.1:8000\r\n");
+        let (r, _) = parse(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!((r.path.as_str(), r.header("origin")), ("/cam1", Some("http://127.0.0.1:8000")));
+        let answer = accept(&r).unwrap();
+        assert_eq!(check_response(&answer, &key), Ok(()));
+        // Another key's answer, a refusal, a 101 that is not a WebSocket upgrade.
+        let other = client_key([7; 16]);
+        assert!(check_response(&answer, &other).unwrap_err().contains("Sec-WebSocket-Accept"));
+        assert!(check_response(b"HTTP/1.1 403 Forbidden\r\n\r\n", &key).unwrap_err().contains("403"));
+        let bare = format!("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {}\r\n\r\n", accept_key(&key));
+        assert!(check_response(bare.as_bytes(), &key).is_err());
     }
 }

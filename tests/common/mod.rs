@@ -1,22 +1,36 @@
 //! Shared test harness: start the real daemon on an ephemeral loopback port, talk HTTP,
-//! WebSocket and the control socket to it, and decode what it sends with ffmpeg.
+//! WebSocket and the control socket to it, and decode what it sends with ffmpeg. Every wait is
+//! for a condition with a deadline (`waiting`).
 #![allow(dead_code)]
+
+mod waiting;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use pieyes::stream::wire::VideoHeader;
+pub use serde_json::Value;
+pub use waiting::{Log, wait_until};
+
+/// The small rig most tests run: 320x240 eyes from a 640x360 synthetic sensor (cheap to
+/// encode, room to crop).
+pub const SMALL: &[&str] = &["--size", "320x240", "--sensor", "640x360"];
+
+/// `SMALL` and more flags.
+pub fn small(extra: &[&'static str]) -> Vec<&'static str> {
+    SMALL.iter().chain(extra).copied().collect()
+}
 
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub control: PathBuf,
-    pub log: Arc<Mutex<String>>,
+    pub log: Arc<Log>,
     _dir: TempDir,
 }
 
@@ -63,36 +77,14 @@ pub fn emulated() -> bool {
 
 /// How long to wait for the daemon to say it listens. Under an emulator (`PIEYES_TEST_RUNNER`)
 /// start-up is several times slower, so allow more there.
-fn start_timeout() -> Duration {
+pub fn start_timeout() -> Duration {
     Duration::from_secs(if emulated() { 60 } else { 20 })
 }
 
-/// Collect a just-spawned daemon's stderr (piped) into a shared log, and wait until it says
-/// where it listens; a daemon that does not within the start-up timeout is killed, and the
-/// test fails with its log.
-pub fn follow_log(child: &mut Child) -> (SocketAddr, Arc<Mutex<String>>) {
-    let stderr = child.stderr.take().expect("stderr piped");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.split('/').next().unwrap().to_string());
-            }
-            let mut l = log2.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = match rx.recv_timeout(start_timeout()) {
-        Ok(a) => a.parse().unwrap(),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("daemon did not start; log:\n{}", log.lock().unwrap());
-        }
-    };
-    (addr, log)
+/// Follow a just-spawned daemon's stderr (piped) and wait until it listens (`waiting::follow_log`
+/// with the start-up timeout).
+pub fn follow_log(child: &mut Child) -> (SocketAddr, Arc<Log>) {
+    waiting::follow_log(child, start_timeout())
 }
 
 impl Daemon {
@@ -136,7 +128,17 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.text()
+    }
+
+    /// Wait until a log line contains `needle`, at most `limit`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        self.log.wait_for(needle, limit)
+    }
+
+    /// `status`, parsed.
+    pub fn status(&self) -> Value {
+        parse_reply_json(&self.ctl("status"))
     }
 
     /// Send one control line over the Unix socket, return the reply line.
@@ -151,20 +153,18 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let sig = nix::sys::signal::Signal::try_from(sig).expect("a signal number");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).expect("kill");
     }
 
     /// Wait for exit, with a deadline.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
     }
 }
 
@@ -209,17 +209,48 @@ pub fn split_response(raw: &[u8]) -> (u16, String, Vec<u8>) {
     (status, head, raw[end + 4..].to_vec())
 }
 
-pub use pieyes::client::Msg;
+/// The JSON of an `ok {…}` reply (`status`, `watch`'s first line after `ok watching `).
+pub fn parse_reply_json(reply: &str) -> Value {
+    let json = reply.trim_start_matches("ok ").trim_start_matches("watching ");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {reply}"))
+}
+
+/// A JSON document (a hello, `/status`, `record`'s summary).
+pub fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// An unsigned number at `key` of `v` (panics with the document when absent).
+pub fn u64_at(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no unsigned {key} in {v}"))
+}
+
+/// A number at `key` of `v`.
+pub fn f64_at(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("no number {key} in {v}"))
+}
+
+/// Eye `eye`'s entry of a `status` document.
+pub fn eye_status(status: &Value, eye: usize) -> &Value {
+    &status["eyes"][eye]
+}
+
+/// The sum of `key` over both eyes of a `status` document.
+pub fn eyes_sum(status: &Value, key: &str) -> u64 {
+    status["eyes"].as_array().expect("eyes").iter().map(|e| u64_at(e, key)).sum()
+}
+
+pub use pieyes::cli::ws_client::Msg;
 
 /// The library's client with test-friendly panics.
-pub struct WsClient(pub pieyes::client::WsClient);
+pub struct WsClient(pub pieyes::cli::ws_client::WsClient);
 
 impl WsClient {
     pub fn connect(addr: SocketAddr, path: &str) -> WsClient {
         Self::connect_with(addr, path, "")
     }
     pub fn connect_with(addr: SocketAddr, path: &str, extra_headers: &str) -> WsClient {
-        WsClient(pieyes::client::WsClient::connect(addr, path, extra_headers).expect("websocket connect"))
+        WsClient(pieyes::cli::ws_client::WsClient::connect(addr, path, extra_headers).expect("websocket connect"))
     }
     pub fn recv(&mut self) -> Option<Msg> {
         self.0.recv().expect("websocket read")
@@ -306,41 +337,98 @@ pub fn decode_i420(path: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
     out.stdout.chunks(frame).map(|c| c.to_vec()).collect()
 }
 
-/// Collects one eye's access units on a thread until stopped.
+/// What a `Recorder` has received so far; waiters wake on each message.
+#[derive(Default)]
+struct Received {
+    got: Mutex<(Vec<Unit>, Vec<String>)>,
+    grew: Condvar,
+}
+
+/// Collects one eye's access units (and its text messages) on a thread until stopped.
 pub struct Recorder {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<Vec<Unit>>,
+    received: Arc<Received>,
+    handle: std::thread::JoinHandle<()>,
 }
 
 impl Recorder {
     /// Subscribe and wait until the first unit arrived (so later commands are seen).
     pub fn start(addr: SocketAddr, eye: u8) -> Recorder {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s = stop.clone();
+        let received = Arc::new(Received::default());
+        let (s, r) = (stop.clone(), received.clone());
         let handle = std::thread::spawn(move || {
-            let mut ws = pieyes::client::WsClient::connect(addr, &format!("/cam{eye}"), "").expect("connect");
-            let mut units = Vec::new();
+            let mut ws = pieyes::cli::ws_client::WsClient::connect(addr, &format!("/cam{eye}"), "").expect("connect");
+            // Wake now and then to see `stop`, also when the eye sends nothing (a stalled camera).
+            ws.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
-                match ws.next_unit().expect("read") {
-                    Some((header, annexb)) => {
-                        units.push(Unit { header, annexb });
-                        if units.len() == 1 {
-                            let _ = tx.send(());
-                        }
+                let msg = match ws.recv() {
+                    Ok(Some(Msg::Close(_))) | Ok(None) => break,
+                    Ok(Some(m)) => m,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        continue;
                     }
-                    None => break,
+                    Err(e) => panic!("eye {eye}: {e}"),
+                };
+                let mut got = r.got.lock().unwrap();
+                match msg {
+                    Msg::Binary(b) => {
+                        let (header, payload) = VideoHeader::parse(&b).expect("video header");
+                        got.0.push(Unit { header, annexb: payload.to_vec() });
+                    }
+                    Msg::Text(t) => got.1.push(t),
+                    Msg::Close(_) => unreachable!(),
                 }
+                r.grew.notify_all();
             }
-            units
         });
-        rx.recv_timeout(Duration::from_secs(20)).expect("first frame");
-        Recorder { stop, handle }
+        let rec = Recorder { stop, received, handle };
+        assert!(rec.wait_for(start_timeout(), |u| !u.is_empty()), "no frame from eye {eye}");
+        rec
+    }
+
+    /// Wait until the units received so far satisfy `cond`, at most `limit`; whether they did.
+    pub fn wait_for(&self, limit: Duration, mut cond: impl FnMut(&[Unit]) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        let mut got = self.received.got.lock().unwrap();
+        loop {
+            if cond(&got.0) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            got = self.received.grew.wait_timeout(got, end - now).unwrap().0;
+        }
+    }
+
+    /// Wait until a frame of sequence `seq` or later has arrived (frames a loaded machine
+    /// drops are skipped over), at most `limit`.
+    pub fn wait_for_sequence(&self, seq: u32, limit: Duration) -> bool {
+        self.wait_for(limit, |u| u.last().is_some_and(|u| u.header.sequence >= seq))
+    }
+
+    /// Wait until `n` more units than now have arrived, at most `limit`.
+    pub fn wait_for_more(&self, n: usize, limit: Duration) -> bool {
+        let have = self.received.got.lock().unwrap().0.len();
+        self.wait_for(limit, |u| u.len() >= have + n)
+    }
+
+    /// The newest unit's header.
+    pub fn last_header(&self) -> VideoHeader {
+        self.received.got.lock().unwrap().0.last().expect("a unit").header
     }
 
     pub fn stop(self) -> Vec<Unit> {
+        self.stop_with_texts().0
+    }
+
+    /// Stop; the units and the text messages (hello, health) received.
+    pub fn stop_with_texts(self) -> (Vec<Unit>, Vec<String>) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.handle.join().unwrap()
+        self.handle.join().unwrap();
+        std::mem::take(&mut *self.received.got.lock().unwrap())
     }
 }
 

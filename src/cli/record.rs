@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::ws_client::WsClient;
 use crate::camera::Rect;
-use crate::client::WsClient;
 use crate::json;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +78,18 @@ struct Summary {
     crops: Vec<Rect>,
 }
 
-/// Run it; the exit status (0: something was recorded).
+/// `pieyes record …`; the exit status (0: something was recorded, 2: a usage mistake).
+pub fn main(args: &[String]) -> i32 {
+    match parse(args) {
+        Ok(a) => run(&a),
+        Err(e) => {
+            eprintln!("pieyes {e}");
+            2
+        }
+    }
+}
+
+/// Record as `a` says; the exit status (0: something was recorded).
 pub fn run(a: &RecordArgs) -> i32 {
     match record(a) {
         Ok(s) if s.frames > 0 => {
