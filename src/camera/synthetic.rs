@@ -179,8 +179,12 @@ fn capture_thread(
         if ticks == 0 {
             continue;
         }
+        let now = monotonic_us();
+        let stalled = [0u8, 1].map(|eye| faults.active(Kind::CameraStall, eye, now).is_some());
         // A late wake-up (ticks > 1) skips the missed ticks: their sequences are simply gone.
-        let (seq, new_fps, flips) = {
+        // The tick's own requests are taken under the same lock that advances `next_tick`, so a
+        // request queued meanwhile is promised (and gets) the next sequence, never this one.
+        let (seq, new_fps, flips, mut taken) = {
             let mut st = shared.state.lock().unwrap();
             let seq = st.next_tick.wrapping_add(ticks as u32 - 1);
             st.next_tick = seq.wrapping_add(1);
@@ -199,7 +203,17 @@ fn capture_thread(
                     }
                 }
             }
-            (seq, st.new_fps.take(), [st.eyes[0].flip, st.eyes[1].flip])
+            let mut taken: [Option<Request>; 2] = [None, None];
+            for (i, e) in st.eyes.iter_mut().enumerate() {
+                if stalled[i] {
+                    continue; // injected: the sensor delivers nothing, the request waits
+                }
+                taken[i] = e.pending.pop_front();
+                if taken[i].is_none() {
+                    e.starved += 1;
+                }
+            }
+            (seq, st.new_fps.take(), [st.eyes[0].flip, st.eyes[1].flip], taken)
         };
         if ticks > 1 {
             shared.doorbells.iter().for_each(|d| d.ring());
@@ -213,22 +227,8 @@ fn capture_thread(
                 crate::error!("synthetic camera: cannot change the frame rate: {e}");
             }
         }
-        let now = monotonic_us();
         for eye in 0..2u8 {
-            if faults.active(Kind::CameraStall, eye, now).is_some() {
-                continue; // injected: the sensor delivers nothing, the request waits
-            }
-            let req = {
-                let mut st = shared.state.lock().unwrap();
-                let q = &mut st.eyes[eye as usize];
-                match q.pending.pop_front() {
-                    Some(r) => r,
-                    None => {
-                        q.starved += 1;
-                        continue;
-                    }
-                }
-            };
+            let Some(req) = taken[eye as usize].take() else { continue };
             let Request { mut buffer, controls } = req;
             if faults.active(Kind::CameraError, eye, now).is_some() {
                 let meta = FrameMeta { eye, sequence: seq, capture_us, crop: controls.crop };
