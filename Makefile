@@ -12,7 +12,7 @@ BUILD_PACKAGES := nasm pkg-config
 TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium python3-venv
 CONFORMANCE_VENV := target/conformance-venv
 
-.PHONY: run test lint unit browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm test-vm
+.PHONY: run test lint unit test-hostile browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm test-vm
 .PHONY: aarch64 aarch64-build deps-aarch64 cross deploy
 
 # The Pi: 64-bit Raspberry Pi OS (bookworm or newer). Debian's cross compilers link the binary
@@ -43,7 +43,7 @@ define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
 	fi
 endef
 
@@ -62,7 +62,7 @@ run: deps-build
 ## make test: install what the tests need, then lint, unit + integration tests, the same tests
 ## again on the aarch64 build under qemu (`make aarch64`), browser tests, WebSocket conformance,
 ## and the libcamera build against real libcamera (+ the V4L2 encoder on vicodec) in the VM
-test: deps-test lint unit aarch64 browser conformance test-vm
+test: deps-test lint unit test-hostile aarch64 browser conformance test-vm
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -70,6 +70,11 @@ lint:
 
 unit:
 	$(CARGO) test
+
+## make test-hostile: attacks that need time or volume (tests/hostile.rs: floods, pipelining,
+## every network limit full, token guessing), each while a viewer watches; about 2 minutes
+test-hostile:
+	$(CARGO) test --test hostile -- --ignored --test-threads=1
 
 browser:
 	$(CARGO) build --release

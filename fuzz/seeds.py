@@ -106,6 +106,9 @@ http = {
     "obs_text_header": crlf("GET / HTTP/1.1", "Host: a")[:-2] + b"X-Latin1: caf\xe9\r\n\r\n",
     "partial": b"GET /cam1/ HTTP/1.1\r\nHost: a\r\nUpgr",
 }
+# Attack shapes (make test-hostile): many pipelined requests in one read, and conflicting lengths.
+http["pipelined_gets"] = b"GET /controls.js HTTP/1.1\r\nHost: localhost\r\n\r\n" * 200
+http["conflicting_content_length"] = crlf("POST / HTTP/1.1", "Host: localhost", "Content-Length: 0", "Content-Length: 5") + b"GET /"
 for name, data in http.items():
     write("http_request", name, data)
 
@@ -185,6 +188,9 @@ commands = {
     "not_utf8": b"status\n\xff\xfe\nhelp\n",
     "unicode_space": "crop\u00a0both 1 2 3 4\n".encode(),
     "no_newline": b"status",
+    # Attack shapes (make test-hostile): a flood of lines in one write, wrong tokens in a burst.
+    "flood_lines": b"a\n" * 20000 + b"status\n",
+    "token_guesses": b"auth wrong-guess\n" * 500 + b"look both 0.1 0\n",
 }
 for name, data in commands.items():
     write("control_line", name, FULL + data)

@@ -71,6 +71,14 @@ impl TokenBucket {
             false
         }
     }
+
+    /// Microseconds from `now_us` until `n` tokens are there (0 if they are).
+    pub fn time_until(&self, n: u32, now_us: u64) -> u64 {
+        let dt = now_us.saturating_sub(self.last_us) as f64 / 1e6;
+        let have = (self.tokens + dt * self.rate).min(self.burst);
+        let missing = (n as f64).min(self.burst) - have;
+        if missing <= 0.0 { 0 } else { (missing / self.rate * 1e6).ceil() as u64 }
+    }
 }
 
 /// Compare secrets in time that does not depend on where they differ.

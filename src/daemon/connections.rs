@@ -38,6 +38,8 @@ use crate::ws::frame::close;
 const VIDEO_SNDBUF: usize = 256 * 1024;
 /// Bytes read per readable event at most, so one chatty client cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
+/// Bytes written to one client per turn of the loop at most, for the same reason.
+const WRITE_BUDGET: usize = 256 * 1024;
 
 pub enum Socket {
     Tcp(TcpStream),
@@ -77,6 +79,8 @@ pub struct Connections {
     pub refused: u64,
     /// Ids of each eye's video viewers.
     pub viewers: Vec<Vec<u64>>,
+    /// Connections to serve on the next turn of the loop without waiting for an event.
+    pub again: Vec<u64>,
     scratch: Vec<u8>,
 }
 
@@ -215,18 +219,47 @@ impl Daemon {
                 c.session.handle_eof();
             }
         }
-        self.serve(id, now);
-        self.flush(id, now);
+        // What went out may make room for answers the session held back (back-pressure), so
+        // serve again while it does: else a connection whose input is full (and so not read)
+        // would wait for a read event that never comes. Past WRITE_BUDGET in one turn of the
+        // loop the rest waits for the next turn (`again`), so a client that reads as fast as
+        // it is served cannot hold the cameras up.
+        let mut written = 0;
+        loop {
+            let asks = self.serve(id, now);
+            let sent = self.flush(id, now);
+            if asks == 0 && sent == 0 {
+                return;
+            }
+            match self.conns.map.get(&id) {
+                Some(c) if c.session.link().outbox.is_empty() => {}
+                _ => return, // gone, or the kernel is full: its writable event comes
+            }
+            written += sent;
+            if written >= WRITE_BUDGET {
+                self.conns.again.push(id);
+                return;
+            }
+        }
     }
 
-    /// Do what the session asks until it asks nothing more.
-    fn serve(&mut self, id: u64, now: u64) {
+    /// Connections that had more to do when their turn ended: their next turn.
+    pub(super) fn serve_again(&mut self, now: u64) {
+        for id in std::mem::take(&mut self.conns.again) {
+            self.client_ready(id, Ready::default(), now);
+        }
+    }
+
+    /// Do what the session asks until it asks nothing more; how many asks there were.
+    fn serve(&mut self, id: u64, now: u64) -> usize {
+        let mut asks = 0;
         loop {
             let Some(c) = self.conns.map.get_mut(&id) else {
-                return;
+                return asks;
             };
+            asks += 1;
             match c.session.poll(now) {
-                None => return,
+                None => return asks - 1,
                 Some(Ask::Route(req)) => self.route(id, req, now),
                 Some(Ask::Execute(cmd)) => self.execute(id, cmd, now),
                 Some(Ask::Keyframe) => {
@@ -403,29 +436,38 @@ impl Daemon {
     }
 
     /// Write what the connection has pending; drop it if the socket failed or it is done.
-    pub(super) fn flush(&mut self, id: u64, now: u64) {
+    /// Write what the connection's outbox holds, as far as the kernel takes it; bytes written.
+    pub(super) fn flush(&mut self, id: u64, now: u64) -> usize {
         let Some(c) = self.conns.map.get_mut(&id) else {
-            return;
+            return 0;
         };
         let eyes = &mut self.eyes;
+        let mut written = 0;
         while !c.session.link().outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = c.session.link().outbox.slices(&mut slices);
             match send_vectored(&c.socket, &slices[..n]) {
                 Ok(0) => break,
-                Ok(k) => c.session.sent(k, now, |p: &Packet| {
-                    if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
-                        e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
-                    }
-                }),
+                Ok(k) => {
+                    written += k;
+                    c.session.sent(k, now, |p: &Packet| {
+                        if let Some(e) = eyes.get_mut(p.meta.eye as usize) {
+                            e.stats.capture_to_sent.record(now.saturating_sub(p.meta.capture_us));
+                        }
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.drop_conn(id, &format!("write failed: {e}")),
+                Err(e) => {
+                    self.drop_conn(id, &format!("write failed: {e}"));
+                    return written;
+                }
             }
         }
         if c.session.link().is_finished() {
             self.drop_conn(id, "closed");
         }
+        written
     }
 
     pub(super) fn drop_conn(&mut self, id: u64, why: &str) {
@@ -541,7 +583,7 @@ impl Daemon {
             let c = self.conns.map.get_mut(&id).expect("listed");
             match c.session.handle_timeout(now) {
                 Some(why) => self.drop_conn(id, why),
-                None => self.flush(id, now),
+                None => self.client_ready(id, Ready::default(), now),
             }
         }
     }

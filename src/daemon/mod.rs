@@ -318,22 +318,26 @@ impl Daemon {
                 }
             }
             for p in &self.eyes {
-                pollset.add(p.camera.completion_fd(), Token::Camera(p.index), true, false);
+                // The encoder first: when both are ready in one turn, the finished frame frees
+                // the encoder before the new one asks for it (else that one is dropped).
                 let want = p.encoder.interest();
                 if want.any() {
                     pollset.add(p.encoder.completion_fd(), Token::Encoder(p.index), want.readable, want.writable);
                 }
+                pollset.add(p.camera.completion_fd(), Token::Camera(p.index), true, false);
             }
             for (&id, c) in &self.conns.map {
                 let write = !c.session.link().outbox.is_empty();
                 pollset.add(c.socket.as_fd(), Token::Client(id), c.session.wants_input(), write);
             }
-            pollset.wait(-1, &mut ready).map_err(|e| format!("poll: {e}"))?;
+            let timeout = if self.conns.again.is_empty() { -1 } else { 0 };
+            pollset.wait(timeout, &mut ready).map_err(|e| format!("poll: {e}"))?;
             for &(token, r) in &ready {
                 let now = monotonic_us();
                 self.dispatch(token, r, now);
                 self.broadcast_events(now);
             }
+            self.serve_again(monotonic_us());
         }
         crate::info!("stopped");
         Ok(())

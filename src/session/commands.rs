@@ -6,11 +6,17 @@
 //!
 //! Rate limiting answers a burst once: the first line over the limit gets `err rate-limited`,
 //! the following ones are dropped without a reply until the rate falls again, so a flood of
-//! lines never becomes a flood of replies.
+//! lines never becomes a flood of replies. While a burst is being dropped the connection is
+//! not read until the budget has refilled `RESUME_READING_AT` commands: a flood then costs the
+//! loop one read per pause (its lines wait in the kernel, the writer blocks), not a read and a
+//! scan of every line on each turn of the loop.
 
 use crate::control::command::{self, CmdError, Command};
 use crate::control::reply::Reply;
 use crate::limits::{MAX_COMMANDS_PER_S, TokenBucket};
+
+/// Commands the budget must hold again before a rate-limited connection is read again.
+const RESUME_READING_AT: u32 = MAX_COMMANDS_PER_S / 5;
 
 pub enum Admit {
     /// For the controller.
@@ -29,6 +35,8 @@ pub struct CommandGate {
     budget: TokenBucket,
     /// Inside a rate-limited burst: lines are dropped.
     limited: bool,
+    /// Reading is paused until then (a burst is being dropped).
+    pause_until_us: Option<u64>,
     pub dropped: u64,
 }
 
@@ -40,7 +48,24 @@ impl CommandGate {
             in_flight: false,
             budget: TokenBucket::new(MAX_COMMANDS_PER_S, 2 * MAX_COMMANDS_PER_S, now_us),
             limited: false,
+            pause_until_us: None,
             dropped: 0,
+        }
+    }
+
+    /// Whether the connection should not be read now (a rate-limited burst is being dropped).
+    pub fn reading_paused(&self) -> bool {
+        self.pause_until_us.is_some()
+    }
+
+    /// When reading resumes, if paused.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.pause_until_us
+    }
+
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        if self.pause_until_us.is_some_and(|t| now_us >= t) {
+            self.pause_until_us = None;
         }
     }
 
@@ -59,6 +84,7 @@ impl CommandGate {
     pub fn admit(&mut self, line: &str, now_us: u64) -> Admit {
         if !self.budget.allow(1, now_us) {
             self.dropped += 1;
+            self.pause_until_us = Some(now_us + self.budget.time_until(RESUME_READING_AT, now_us).max(1));
             if self.limited {
                 return Admit::Drop;
             }
@@ -157,6 +183,14 @@ mod tests {
         assert_eq!(executed, 2 * MAX_COMMANDS_PER_S as usize, "the burst allowance");
         assert_eq!(answers, 1, "one error for the whole burst");
         assert_eq!(g.dropped, 10_000 - executed as u64);
+        // While the burst is dropped the connection is not read, until the budget holds
+        // RESUME_READING_AT commands again (10 at 50/s: 200 ms).
+        assert!(g.reading_paused());
+        assert_eq!(g.poll_timeout(), Some(200_000));
+        g.handle_timeout(199_999);
+        assert!(g.reading_paused());
+        g.handle_timeout(200_000);
+        assert!(!g.reading_paused(), "read again once the budget has refilled");
         // The rate falls: lines are taken again, and the next burst is answered once more.
         assert!(matches!(g.admit("clock", 1_000_000), Admit::Execute(_)));
     }

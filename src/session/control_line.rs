@@ -41,7 +41,17 @@ impl ControlLineSession {
     }
 
     pub fn wants_input(&self) -> bool {
-        self.lines.buffered() < MAX_UNPARSED_INPUT && self.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG
+        self.lines.buffered() < MAX_UNPARSED_INPUT
+            && self.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG
+            && !self.gate.reading_paused()
+    }
+
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.gate.poll_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        self.gate.handle_timeout(now_us);
     }
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {

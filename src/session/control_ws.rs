@@ -49,7 +49,7 @@ impl ControlWsSession {
     }
 
     pub fn wants_input(&self) -> bool {
-        self.ws.wants_input() && self.ws.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG
+        self.ws.wants_input() && self.ws.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG && !self.gate.reading_paused()
     }
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {
@@ -94,10 +94,11 @@ impl ControlWsSession {
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.ws.poll_timeout()
+        [self.ws.poll_timeout(), self.gate.poll_timeout()].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now_us: u64) -> Option<Expired> {
+        self.gate.handle_timeout(now_us);
         self.ws.handle_timeout(now_us)
     }
 }

@@ -231,7 +231,7 @@ impl Session {
             Session::Http(s) => s.poll_timeout(),
             Session::Viewer(s) => s.poll_timeout(),
             Session::ControlWs(s) => s.poll_timeout(),
-            Session::ControlLine(_) => None,
+            Session::ControlLine(s) => s.poll_timeout(),
         };
         [own, self.link().closing_until].into_iter().flatten().min()
     }
@@ -248,7 +248,10 @@ impl Session {
             Session::Http(s) => s.handle_timeout(now_us),
             Session::Viewer(s) => s.handle_timeout(now_us),
             Session::ControlWs(s) => s.handle_timeout(now_us),
-            Session::ControlLine(_) => None,
+            Session::ControlLine(s) => {
+                s.handle_timeout(now_us);
+                None
+            }
         }
     }
 
