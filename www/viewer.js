@@ -177,10 +177,19 @@ class Eye {
     this.windowBytes += buf.byteLength;
     if (this.lastSeq !== null && h.seq !== this.lastSeq + 1 && !this.waitKey) this.drops += Math.max(0, h.seq - this.lastSeq - 1);
     this.lastSeq = h.seq;
-    if (this.waitKey && !h.key) return;
+    if (this.waitKey && !h.key) {
+      // Skipped and still waiting: ask again (askKeyframe allows one per 500 ms). The keyframe
+      // asked for last time may have come and been skipped past already; without a new ask
+      // this eye would stay frozen until the next periodic keyframe, a GOP away.
+      if (this.decoder) this.askKeyframe();
+      return;
+    }
     if (h.key) {
       const codec = codecFromAnnexB(h.payload);
-      if (codec && (!this.decoder || codec !== this.codec)) {
+      // After a skip, frames still queued in the decoder are stale: a new decoder drops them,
+      // so the keyframe is not decoded behind them (and skipped past again).
+      const stale = this.waitKey && this.decoder && this.decoder.decodeQueueSize > 0;
+      if (codec && (!this.decoder || codec !== this.codec || stale)) {
         this.closeDecoder();
         this.makeDecoder(codec);
       }
@@ -240,6 +249,7 @@ class Eye {
     const s = this.latencies.slice().sort((a, b) => a - b);
     return {
       painted: this.painted, received: this.received, drops: this.drops, decodeErrors: this.decodeErrors, keyframesAsked: this.keyframesAsked || 0,
+      waitingKeyframe: this.waitKey, decodeQueue: this.decoder ? this.decoder.decodeQueueSize : null,
       fps: this.fps, bps: this.bps, codec: this.codec,
       latencyP50: percentile(s, 50), latencyP95: percentile(s, 95),
       lastSeq: this.lastHeader ? this.lastHeader.seq : null,

@@ -22,11 +22,18 @@ await runTest(['--fps', String(FPS), '--gop', '10'], async ({ daemon, page, erro
     [...document.querySelectorAll('canvas.video')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width)));
   check(stamps.length === 2 && stamps.every((s) => s !== null), 'both canvases carry a readable stamp: ' + JSON.stringify(stamps));
   check(stamps[0].eye === 0 && stamps[1].eye === 1, 'left canvas is eye 0, right is eye 1');
+  // Both eyes move on: each canvas shows a later frame within 3 s (an eye that froze until the
+  // next periodic keyframe, 10 s away, fails this).
   const a = stamps.map((s) => s.sequence);
-  await page.waitForTimeout(500);
-  const later = await page.evaluate(() =>
-    [...document.querySelectorAll('canvas.video')].map((c) => PieStamp.fromCanvas(c.getContext('2d'), c.width).sequence));
-  check(later[0] > a[0] && later[1] > a[1], `video is live (sequence ${a} → ${later})`);
+  const later = await page.waitForFunction((a) => {
+    const now = [...document.querySelectorAll('canvas.video')].map((c) => {
+      const s = PieStamp.fromCanvas(c.getContext('2d'), c.width);
+      return s ? s.sequence : -1;
+    });
+    return now.every((s, i) => s > a[i]) && now;
+  }, a, { timeout: 3000, polling: 50 }).then((h) => h.jsonValue(), async () =>
+    'not in 3 s: ' + JSON.stringify(await page.evaluate(() => window.pieyes.snapshot())));
+  check(Array.isArray(later), `video is live (sequence ${a} → ${later})`);
 
   const snap = await page.evaluate(() => window.pieyes.snapshot());
   for (const [i, e] of snap.entries()) {
