@@ -1,5 +1,5 @@
 //! The libcamera backend (cargo feature `libcamera`): real cameras through the `libcamera`
-//! crate 0.4.0 (libcamera 0.4/0.5).
+//! crate 0.7 (libcamera 0.4 to 0.7, upstream or Raspberry Pi's fork).
 //!
 //! Threads: everything here runs on the daemon's poll loop except the request-completed
 //! callback, which runs on libcamera's own thread and only moves the completed request into
@@ -44,6 +44,7 @@ use super::fixup::{flip_frame, swap_red_blue};
 use super::pacing::Pacer;
 use super::requests::{Queued, RequestBook, Returned, Submit};
 use super::retry::{Outcome, Retry};
+use super::select::Listed;
 use super::{
     Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameLayout, FrameMeta, FrameStatus, PixelFormat,
     Rect, Request, Size,
@@ -114,10 +115,16 @@ impl Libcamera {
         Ok(Rc::new(Libcamera { mgr }))
     }
 
-    /// Camera ids in libcamera's order (what `--cameras` indices refer to).
-    pub fn camera_ids(&self) -> Vec<String> {
+    /// The cameras in libcamera's order, with their models (`select::eye_order` orders them).
+    pub fn cameras(&self) -> Vec<Listed> {
         let list = self.mgr.cameras();
-        (0..list.len()).filter_map(|i| list.get(i).map(|c| c.id().to_string())).collect()
+        (0..list.len())
+            .filter_map(|i| list.get(i))
+            .map(|c| Listed {
+                id: c.id().to_string(),
+                model: c.properties().get::<properties::Model>().ok().map(|m| m.0),
+            })
+            .collect()
     }
 
     fn present(&self, id: &str) -> bool {
@@ -444,8 +451,9 @@ impl LibcameraEye {
         if self.info.crop_supported {
             let _ = req.controls_mut().set(controls::ScalerCrop(to_rectangle(crop)));
         }
-        if let Err(e) = session.active.queue_request(req) {
-            // The crate keeps a refused request; the ticket comes back without it.
+        if let Err((req, e)) = session.active.queue_request(req) {
+            // The request comes back with the refusal; it is freed after the session.
+            self.graveyard.push((monotonic_us() + GRAVE_US, req));
             crate::error!("eye {}: camera {:?} refused a request: {e}", self.eye, self.info.id);
             let r = self.book.submit_lost(index);
             self.made_up.push(self.failed(r, &format!("request refused: {e}")));

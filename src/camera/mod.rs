@@ -8,6 +8,7 @@ pub mod fixup;
 #[cfg(feature = "libcamera")]
 #[allow(unsafe_code)] // FFI: the libcamera crate's lifetimes and raw fds (each block says why)
 pub mod libcamera;
+pub mod modes;
 pub mod pacing;
 pub mod pairing;
 pub mod requests;

@@ -59,9 +59,10 @@ mod libcamera_cameras {
     pub fn probe() -> (Option<Rc<Libcamera>>, Found) {
         match Libcamera::start() {
             Ok(lib) => {
-                let ids = lib.camera_ids();
+                let listed = lib.cameras();
+                let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
                 crate::info!("libcamera cameras: {ids:?}");
-                (Some(lib), Some(Ok(ids)))
+                (Some(lib), Some(Ok(listed)))
             }
             Err(e) => (None, Some(Err(e))),
         }
