@@ -4,6 +4,7 @@
 //! with its sequence number, CLOCK_MONOTONIC capture time and the crop actually applied.
 //! The output size is fixed while the crop moves, as on the Pi where the ISP scales the crop.
 
+pub mod completion;
 pub mod fixup;
 #[cfg(feature = "libcamera")]
 #[allow(unsafe_code)] // FFI: the libcamera crate's lifetimes and raw fds (each block says why)
@@ -16,6 +17,7 @@ pub mod retry;
 pub mod scene;
 pub mod select;
 pub mod stamp;
+pub mod sync;
 pub mod synthetic;
 
 use std::os::fd::BorrowedFd;

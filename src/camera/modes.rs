@@ -49,6 +49,28 @@ fn view(mode: &SensorMode, output: Size) -> u64 {
     area(full_view(mode.crop, output))
 }
 
+/// Whether a rectangle can hold a crop (the Pi reports 0x0 for what it does not know yet).
+fn usable(r: &Rect) -> bool {
+    r.w >= 2 && r.h >= 2
+}
+
+/// The area crops live in, and whether the camera crops at all, from what the camera says once
+/// it is configured: its `ScalerCropMaximum` property, else the `ScalerCrop` control's maximum
+/// (the Pi pipeline reports the property as 0x0 until `configure()`, and rpicam-apps reads the
+/// control), else the pixel array's active area (a camera that ignores crops shows all of it),
+/// else the output. Never an empty area (a 0x0 sensor made the crop maths panic at start-up).
+pub fn crop_area(
+    crop_max: Option<Rect>,
+    control_max: Option<Rect>,
+    active: Option<Rect>,
+    output: Size,
+) -> (Rect, bool) {
+    if let Some(r) = crop_max.into_iter().chain(control_max).find(usable) {
+        return (r, true);
+    }
+    (active.filter(usable).unwrap_or(Rect::new(0, 0, output.w.max(2), output.h.max(2))), false)
+}
+
 /// Why a mode was chosen (for the log and `status`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Why {
@@ -186,6 +208,31 @@ mod tests {
         assert_eq!(parse("2304x1296"), Ok(Size { w: 2304, h: 1296 }));
         for bad in ["2304", "0x5", "axb", "12x"] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_crop_area_is_read_after_configure_and_never_empty() {
+        let out = Size { w: 960, h: 1080 };
+        let full = Rect::new(0, 0, 4608, 2592);
+        // The Pi before configure(): ScalerCropMaximum is 0x0 (the old code took it as the sensor).
+        assert_eq!(crop_area(Some(Rect::default()), Some(full), None, out), (full, true));
+        assert_eq!(crop_area(Some(full), None, None, out), (full, true));
+        // vimc / virtual: no crop controls at all.
+        let active = Rect::new(0, 0, 1920, 1080);
+        assert_eq!(crop_area(None, None, Some(active), out), (active, false));
+        assert_eq!(
+            crop_area(Some(Rect::default()), Some(Rect::default()), Some(Rect::default()), out),
+            (Rect::new(0, 0, 960, 1080), false)
+        );
+        // What the eyes do with it: a crop, where a 0x0 area panicked (`clamp(2, 0)`).
+        for (area, _) in
+            [crop_area(Some(Rect::default()), None, None, out), crop_area(None, None, None, Size { w: 0, h: 0 })]
+        {
+            assert!(area.w >= 2 && area.h >= 2);
+            let g = crate::eyes::geometry::Geometry::new(area, out, 4.0, Size { w: 64, h: 64 });
+            let c = g.crop(0, crate::eyes::geometry::Pose::default(), (0, 0), super::super::Flip::None);
+            assert!(c.right() <= area.right() && c.bottom() <= area.bottom(), "{c} within {area}");
         }
     }
 
