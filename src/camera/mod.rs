@@ -9,6 +9,7 @@ pub mod fixup;
 #[cfg(feature = "libcamera")]
 #[allow(unsafe_code)] // FFI: the libcamera crate's lifetimes and raw fds (each block says why)
 pub mod libcamera;
+pub mod listing;
 pub mod modes;
 pub mod pacing;
 pub mod pairing;
@@ -309,6 +310,9 @@ pub struct CameraInfo {
     /// Whether the camera applies `ScalerCrop` at all. When it does not (libcamera's vimc and
     /// virtual cameras), every frame reports the whole `sensor` area as its applied crop.
     pub crop_supported: bool,
+    /// The sensor mode the camera runs in (size, bit depth, fastest rate, crop), when it has
+    /// modes to choose from (`camera::modes`).
+    pub sensor_mode: Option<String>,
 }
 
 #[derive(Debug)]
