@@ -498,7 +498,10 @@ impl LibcameraEye {
             self.modes = Some(sensor_modes(&mut active));
         }
         if self.flips_in_camera.is_none() {
-            self.flips_in_camera = Some(flips_in_camera(&active));
+            // Only a camera with a real sensor behind it (one with raw modes) is trusted to flip:
+            // libcamera 0.4's virtual pipeline keeps any orientation it is asked for and ignores it.
+            let has_sensor = self.modes.as_ref().is_some_and(|m| !m.is_empty());
+            self.flips_in_camera = Some(has_sensor && flips_in_camera(&active));
         }
         let want = self.configured.map_or(self.info.output, |c| Size { w: c.layout.width, h: c.layout.height });
         let modes = self.modes.as_deref().unwrap_or_default();
@@ -542,7 +545,15 @@ impl LibcameraEye {
         if matches!(cfgs.validate(), CameraConfigurationStatus::Invalid) {
             return Err("the configuration became invalid".into());
         }
-        let in_camera = cfgs.orientation() == orientation;
+        if cfgs.orientation() != orientation {
+            // The camera adjusted the flip it was asked for: the CPU flips instead, from an
+            // unflipped picture.
+            self.flips_in_camera = Some(false);
+            cfgs.set_orientation(Orientation::Rotate0);
+            if cfgs.validate().is_invalid() || cfgs.orientation() != Orientation::Rotate0 {
+                return Err("the camera cannot keep its picture unflipped".into());
+            }
+        }
         active.configure(&mut cfgs).map_err(|e| format!("configure: {e}"))?;
         // The crop limits are only known now: the Pi reports ScalerCropMaximum as 0x0 before.
         let props = active.properties();
@@ -614,8 +625,6 @@ impl LibcameraEye {
         self.swap_rb = swap_rb;
         self.info.sensor = sensor;
         self.info.sensor_mode = mode.as_ref().map(|(m, _)| m.to_string());
-        self.flips_in_camera =
-            Some(in_camera || self.flips_in_camera == Some(true) && orientation == Orientation::Rotate0);
         self.info.output = size;
         self.info.crop_supported = supported;
         self.info.min_crop = MIN_CROP;
