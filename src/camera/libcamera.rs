@@ -218,6 +218,41 @@ fn flips_in_camera(active: &ActiveCamera<'_>) -> bool {
     !cfg.validate().is_invalid() && cfg.orientation() == Orientation::Rotate180
 }
 
+/// A validated configuration and the format it got (libcamera's, pieyes', swap R and B).
+type StreamChoice = (CameraConfiguration, (LcFormat, PixelFormat, bool));
+
+/// A `VideoRecording` configuration at `want` in the first format pieyes takes that validates,
+/// with the sensor mode and orientation asked; `Ok(Err(offered))` when no format does.
+fn configure_stream(
+    active: &ActiveCamera<'_>,
+    want: Size,
+    mode: Option<&SensorMode>,
+    orientation: Orientation,
+) -> Result<Result<StreamChoice, Vec<String>>, String> {
+    let mut cfgs = active
+        .generate_configuration(&[StreamRole::VideoRecording])
+        .ok_or("no configuration for the VideoRecording role")?;
+    let mut offered = Vec::new();
+    for (lc, _, _) in accepted_formats() {
+        let mut sc = cfgs.get_mut(0).ok_or("empty configuration")?;
+        if offered.is_empty() {
+            offered = sc.formats().pixel_formats().into_iter().map(fourcc_name).collect::<Vec<_>>();
+        }
+        sc.set_pixel_format(lc);
+        sc.set_size(LcSize { width: want.w, height: want.h });
+        sc.set_buffer_count(BUFFERS);
+        ask_mode(&mut cfgs, mode, orientation);
+        if cfgs.validate().is_invalid() {
+            continue;
+        }
+        let got = cfgs.get(0).ok_or("empty configuration")?.get_pixel_format();
+        if let Some(&(_, fmt, swap)) = accepted_formats().iter().find(|(l, _, _)| *l == got) {
+            return Ok(Ok((cfgs, (got, fmt, swap))));
+        }
+    }
+    Ok(Err(offered))
+}
+
 /// Ask `cfg` for the sensor mode and orientation (set before each validation: a sensor
 /// configuration is consumed by the call).
 fn ask_mode(cfg: &mut CameraConfiguration, mode: Option<&SensorMode>, orientation: Orientation) {
@@ -505,35 +540,28 @@ impl LibcameraEye {
         }
         let want = self.configured.map_or(self.info.output, |c| Size { w: c.layout.width, h: c.layout.height });
         let modes = self.modes.as_deref().unwrap_or_default();
-        let mode =
+        let mut mode =
             modes::choose(modes, want, self.info.fps, self.opts.sensor_mode)?.map(|(i, why)| (modes[i].clone(), why));
         let orientation = orientation_of(if self.flips_in_camera == Some(true) { self.flip } else { Flip::None });
 
-        let mut cfgs = active
-            .generate_configuration(&[StreamRole::VideoRecording])
-            .ok_or("no configuration for the VideoRecording role")?;
-        let mut chosen = None;
-        let mut offered = Vec::new();
-        for (lc, _, _) in accepted_formats() {
-            let mut sc = cfgs.get_mut(0).ok_or("empty configuration")?;
-            if offered.is_empty() {
-                offered = sc.formats().pixel_formats().into_iter().map(fourcc_name).collect::<Vec<_>>();
-            }
-            sc.set_pixel_format(lc);
-            sc.set_size(LcSize { width: want.w, height: want.h });
-            sc.set_buffer_count(BUFFERS);
-            ask_mode(&mut cfgs, mode.as_ref().map(|m| &m.0), orientation);
-            if cfgs.validate().is_invalid() {
-                continue;
-            }
-            let got = cfgs.get(0).ok_or("empty configuration")?.get_pixel_format();
-            if let Some(&(_, fmt, swap)) = accepted_formats().iter().find(|(l, _, _)| *l == got) {
-                chosen = Some((got, fmt, swap));
-                break;
-            }
-        }
-        let (lc_format, format, swap_rb) =
-            chosen.ok_or_else(|| format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})"))?;
+        let (mut cfgs, (lc_format, format, swap_rb)) =
+            match configure_stream(&active, want, mode.as_ref().map(|m| &m.0), orientation)? {
+                Ok(x) => x,
+                Err(_) if mode.is_some() => {
+                    crate::warn!(
+                        "eye {}: camera {:?}: no stream with the sensor mode asked: letting libcamera choose the mode",
+                        self.eye,
+                        self.info.id
+                    );
+                    mode = None;
+                    configure_stream(&active, want, None, orientation)?.map_err(|offered| {
+                        format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})")
+                    })?
+                }
+                Err(offered) => {
+                    return Err(format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})"));
+                }
+            };
         let (size, stride, buffers) = {
             let sc = cfgs.get(0).ok_or("empty configuration")?;
             let s = sc.get_size();
