@@ -56,6 +56,10 @@ pub struct Config {
     pub cameras: Vec<String>,
     /// One eye only (a single camera).
     pub mono: bool,
+    /// `--sensor-mode WxH`: the sensor mode by hand (else `camera::modes` chooses).
+    pub sensor_mode: Option<Size>,
+    /// `--sync auto|off`: hardware camera sync when both cameras offer it.
+    pub sync: crate::camera::sync::SyncChoice,
     pub encoder: EncoderChoice,
     pub encoder_cpus: EncoderCpus,
     /// Injected faults (tests).
@@ -111,6 +115,8 @@ impl Default for Config {
             camera: CameraChoice::Auto,
             cameras: Vec::new(),
             mono: false,
+            sensor_mode: None,
+            sync: crate::camera::sync::SyncChoice::Auto,
             encoder: EncoderChoice::Auto,
             encoder_cpus: EncoderCpus::Auto,
             faults: Vec::new(),
@@ -166,9 +172,13 @@ options:
   --listen ADDR:PORT    HTTP/WebSocket address (default 127.0.0.1:8000)
   --camera KIND         auto | synthetic | libcamera (default auto: libcamera cameras if found,
                         else the synthetic stereo camera)
-  --cameras A,B         which libcamera cameras are eye 0 and eye 1: index, id or a unique part
-                        of an id (default: the first two; with --mono, one)
+  --cameras A,B         which libcamera cameras are eye 0 and eye 1: index (as --list-cameras
+                        numbers them), id, model or a unique part of an id (default: 0,1)
   --mono                one eye only (one camera)
+  --list-cameras        list the cameras (index, id, model, sensor modes, crop area, eye) and exit
+  --sensor-mode WxH     the sensor mode (default: the widest field of view at --fps)
+  --sync MODE           auto | off (default auto: rpi::SyncMode when both cameras offer it,
+                        else software pairing by timestamp)
   --encoder KIND        auto | software | v4l2 (default auto: a V4L2 H.264 encoder if the
                         machine has one, as a Pi 4 does; else software, as on a Pi 5)
   --encoder-cpus CPUS   auto | none | A[,B]: the CPU each eye's software encoder runs on
@@ -212,6 +222,8 @@ environment:
 #[derive(Debug, PartialEq)]
 pub enum Invocation {
     Run(Box<Config>),
+    /// `--list-cameras`, with the options that decide what it shows.
+    ListCameras(Box<Config>),
     Help,
     Version,
 }
@@ -264,6 +276,7 @@ fn check_token(t: &str) -> Result<String, String> {
 
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
+    let mut list = false;
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -276,6 +289,11 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "-V" | "--version" => return Ok(Invocation::Version),
             "--mono" => {
                 cfg.mono = true;
+                i += 1;
+                continue;
+            }
+            "--list-cameras" => {
+                list = true;
                 i += 1;
                 continue;
             }
@@ -307,6 +325,8 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--token-file",
             "--control-group",
             "--cameras",
+            "--sensor-mode",
+            "--sync",
             "--encoder",
             "--encoder-cpus",
             "--inject",
@@ -337,6 +357,8 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     return Err(format!("--cameras: one or two camera indices or ids, got {value:?}"));
                 }
             }
+            "--sensor-mode" => cfg.sensor_mode = Some(crate::camera::modes::parse(&value)?),
+            "--sync" => cfg.sync = crate::camera::sync::SyncChoice::parse(&value)?,
             "--encoder" => {
                 cfg.encoder = match value.as_str() {
                     "auto" => EncoderChoice::Auto,
@@ -401,6 +423,9 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         // Allowed (the ISP upscales), but say so: it is usually a typo.
         crate::warn!("output {} is larger than the sensor {}: the picture will be upscaled", cfg.size, cfg.sensor);
     }
+    if list {
+        return Ok(Invocation::ListCameras(Box::new(cfg)));
+    }
     Ok(Invocation::Run(Box::new(cfg)))
 }
 
@@ -410,6 +435,17 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn sensor_mode_sync_and_list_cameras() {
+        let a = |v: &[&str]| parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let Ok(Invocation::Run(c)) = a(&["--sensor-mode", "2304x1296", "--sync", "off"]) else { panic!() };
+        assert_eq!((c.sensor_mode, c.sync), (Some(Size { w: 2304, h: 1296 }), crate::camera::sync::SyncChoice::Off));
+        assert!(a(&["--sync", "on"]).unwrap_err().contains("auto or off"));
+        assert!(a(&["--sensor-mode", "big"]).unwrap_err().contains("WxH"));
+        let Ok(Invocation::ListCameras(c)) = a(&["--list-cameras", "--cameras", "imx708"]) else { panic!() };
+        assert_eq!(c.cameras, ["imx708"]);
     }
 
     #[test]

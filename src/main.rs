@@ -19,6 +19,16 @@ fn main() {
             println!("pieyes {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Ok(Invocation::ListCameras(cfg)) => match pieyes::daemon::list_cameras(&cfg) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("pieyes: {e}");
+                1
+            }
+        },
         Ok(Invocation::Run(cfg)) => match pieyes::daemon::Daemon::new(*cfg).and_then(|d| d.run()) {
             Ok(()) => 0,
             Err(e) => {

@@ -57,6 +57,32 @@ fn libcamera_demanded_from_a_build_without_it_is_a_clear_error() {
 }
 
 #[test]
+fn list_cameras_says_plainly_when_the_build_has_no_libcamera() {
+    if cfg!(feature = "libcamera") {
+        eprintln!("this build has libcamera: `make test-vm` lists real cameras");
+        return;
+    }
+    let out = pieyes_command().arg("--list-cameras").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("built without libcamera support") && err.contains("--features libcamera"), "{err}");
+    assert!(out.stdout.is_empty());
+    // The synthetic camera lists itself, with the eye each would be.
+    let out = pieyes_command().args(["--camera", "synthetic", "--list-cameras", "--mono"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(
+        lines,
+        [
+            "Available cameras (--camera synthetic)",
+            "0 : synthetic [2304x1296] (synthetic:0) -> eye 0",
+            "1 : synthetic [2304x1296] (synthetic:1) -> no eye"
+        ]
+    );
+}
+
+#[test]
 fn record_saves_a_decodable_stream_and_says_what_it_got() {
     let d = Daemon::start(&rig());
     let dir = TempDir::new("record");

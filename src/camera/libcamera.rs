@@ -1,5 +1,5 @@
 //! The libcamera backend (cargo feature `libcamera`): real cameras through the `libcamera`
-//! crate 0.4.0 (libcamera 0.4/0.5).
+//! crate 0.7 (libcamera 0.4 to 0.7, upstream or Raspberry Pi's fork).
 //!
 //! Threads: everything here runs on the daemon's poll loop except the request-completed
 //! callback, which runs on libcamera's own thread and only moves the completed request into
@@ -16,34 +16,46 @@
 //! request are what the frame reports. Cameras without `ScalerCropMaximum` (vimc, virtual)
 //! ignore crops: their frames report the whole active area as the applied crop.
 //!
-//! Flips are done on the completed frame in place ([`flip_frame`]): the crate's 0.4.0 API has
-//! no `CameraConfiguration::orientation`, so a Transform cannot be asked of the camera.
+//! Flips are asked of the camera as its configuration's orientation (the Pi's sensors flip
+//! for free); a camera that cannot (vimc) gets them done on the completed frame in place
+//! ([`flip_frame`]). The sensor mode is chosen by [`modes::choose`] and asked for with a sensor
+//! configuration; what each completion means is [`Completions`]' call (startup frames, the
+//! Pi's error state); `rpi::SyncMode` and `NoiseReductionMode` are found by name among the
+//! camera's controls (their ids differ between libcamera builds).
 //!
 //! A camera that vanishes (unplugged, driver unbound) is noticed in [`Camera::tick`]: its
 //! outstanding frames come back failed (the daemon's health machinery reports it once), and it
 //! is reopened by id with backoff; buffers handed in meanwhile wait (parked) and go in first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use libcamera::camera::{ActiveCamera, CameraConfigurationStatus};
+use libcamera::camera::{
+    ActiveCamera, CameraConfiguration, CameraConfigurationStatus, Orientation, SensorConfiguration,
+};
 use libcamera::camera_manager::CameraManager;
-use libcamera::control::ControlList;
+use libcamera::control::{ControlEntry, ControlList};
+use libcamera::control_value::ControlValue;
 use libcamera::controls;
 use libcamera::framebuffer::{AsFrameBuffer, FrameMetadataStatus};
 use libcamera::framebuffer_allocator::{FrameBuffer as LcBuffer, FrameBufferAllocator};
 use libcamera::geometry::{Rectangle, Size as LcSize};
-use libcamera::pixel_format::PixelFormat as LcFormat;
+use libcamera::pixel_format::{ColourEncoding, PixelFormat as LcFormat};
 use libcamera::properties;
 use libcamera::request::{Request as LcRequest, RequestStatus, ReuseFlag};
 use libcamera::stream::{Stream, StreamRole};
 
+use super::completion::{self, BufferStatus, Completions, RequestStatus as Status, Verdict};
 use super::fixup::{flip_frame, swap_red_blue};
+use super::listing::Described;
+use super::modes::{self, SensorMode};
 use super::pacing::Pacer;
 use super::requests::{Queued, RequestBook, Returned, Submit};
 use super::retry::{Outcome, Retry};
+use super::select::Listed;
+use super::sync::{Gate, ReadyGate, Role, SYNC_FRAMES};
 use super::{
     Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameLayout, FrameMeta, FrameStatus, PixelFormat,
     Rect, Request, Size,
@@ -58,9 +70,6 @@ use crate::sys::shm::SharedMemory;
 pub const REQUEST_DEPTH: usize = 4;
 /// Buffers per camera: the queue plus what the encoder may hold (`eye::MAX_ENCODER_BACKLOG`).
 const BUFFERS: u32 = REQUEST_DEPTH as u32 + 2;
-/// What pairs the eyes' frames: libcamera 0.4 has no `SyncMode` controls (newer Raspberry Pi
-/// libcamera does, for hardware-synchronised sensors on a Pi 5).
-pub const SYNC: &str = "none (software pairing by timestamp)";
 /// Smallest crop asked of a camera that crops (the ISP's own floor is lower).
 const MIN_CROP: Size = Size { w: 64, h: 64 };
 /// How often a running camera is checked for being still there.
@@ -97,6 +106,172 @@ fn to_rect(r: Rectangle) -> Rect {
     Rect::new(r.x.max(0) as u32, r.y.max(0) as u32, r.width, r.height)
 }
 
+fn rect_of(v: ControlValue) -> Option<Rect> {
+    match v {
+        ControlValue::Rectangle(r) => r.first().copied().map(to_rect),
+        _ => None,
+    }
+}
+
+fn i64_of(v: ControlValue) -> Option<i64> {
+    match v {
+        ControlValue::Int64(x) => x.first().copied(),
+        ControlValue::Int32(x) => x.first().map(|&v| v as i64),
+        _ => None,
+    }
+}
+
+/// The camera's controls by name (`SyncMode`, `NoiseReductionMode`): vendor and draft controls
+/// are looked up this way because their ids differ between libcamera builds (upstream, the
+/// Pi's fork) and the crate only names those of the version it matched.
+fn offered_controls(cam: &libcamera::camera::Camera<'_>) -> HashMap<String, u32> {
+    let info = cam.controls();
+    let Some(list) = ControlList::from_info_map(info) else { return HashMap::new() };
+    let Some(iter) = list.id_map().and_then(|m| m.iter()) else { return HashMap::new() };
+    iter.filter(|(id, _)| info.find(*id).is_ok()).map(|(id, c)| (c.name().to_string(), id)).collect()
+}
+
+/// The orientation that gives `flip` (libcamera's orientations are rotations then a mirror).
+fn orientation_of(flip: Flip) -> Orientation {
+    match flip {
+        Flip::None => Orientation::Rotate0,
+        Flip::H => Orientation::Rotate0Mirror,
+        Flip::V => Orientation::Rotate180Mirror,
+        Flip::HV => Orientation::Rotate180,
+    }
+}
+
+/// The camera's sensor modes as rpicam-apps lists them: every size of every raw format of a
+/// raw stream, each configured once to read its crop (`ScalerCrop`'s maximum) and fastest rate
+/// (`FrameDurationLimits`' minimum). Empty for a camera without a raw Bayer stream.
+pub fn sensor_modes(active: &mut ActiveCamera<'_>) -> Vec<SensorMode> {
+    let Some(mut cfg) = active.generate_configuration(&[StreamRole::Raw]) else { return Vec::new() };
+    let mut candidates: Vec<(LcFormat, LcSize, u32, String)> = Vec::new();
+    if let Some(sc) = cfg.get(0) {
+        let formats = sc.formats();
+        let pixel_formats = formats.pixel_formats();
+        for pf in &*pixel_formats {
+            let Some(info) = pf.info() else { continue };
+            if info.colour_encoding != ColourEncoding::Raw {
+                continue;
+            }
+            for size in formats.sizes(pf) {
+                let known = candidates
+                    .iter()
+                    .any(|c| (c.1.width, c.1.height, c.2) == (size.width, size.height, info.bits_per_pixel));
+                if !known {
+                    candidates.push((pf, size, info.bits_per_pixel, info.name.clone()));
+                }
+            }
+        }
+    }
+    let mut modes = Vec::new();
+    for (pf, size, bits, name) in candidates {
+        let Some(mut sc) = cfg.get_mut(0) else { break };
+        sc.set_pixel_format(pf);
+        sc.set_size(size);
+        let mut sensor = SensorConfiguration::new();
+        sensor.set_bit_depth(bits);
+        sensor.set_output_size(size.width, size.height);
+        cfg.set_sensor_configuration(sensor);
+        if cfg.validate().is_invalid() || active.configure(&mut cfg).is_err() {
+            continue;
+        }
+        let controls = active.controls();
+        let crop = controls.find(controls::ScalerCrop::ID).ok().and_then(|i| rect_of(i.max()));
+        let min_us = controls.find(controls::FrameDurationLimits::ID).ok().and_then(|i| i64_of(i.min()));
+        modes.push(SensorMode {
+            format: name,
+            bit_depth: bits,
+            size: Size { w: size.width, h: size.height },
+            crop: crop.unwrap_or_default(),
+            max_fps: min_us.filter(|&us| us > 0).map_or(0.0, |us| 1e6 / us as f64),
+        });
+    }
+    modes
+}
+
+/// Every camera for `--list-cameras`: acquired one at a time to read its sensor modes (a
+/// camera another process holds is listed without them).
+pub fn describe(lib: &Libcamera) -> Vec<Described> {
+    let list = lib.mgr.cameras();
+    let mut out = Vec::new();
+    for cam in (0..list.len()).filter_map(|i| list.get(i)) {
+        let props = cam.properties();
+        let listed = Listed { id: cam.id().to_string(), model: props.get::<properties::Model>().ok().map(|m| m.0) };
+        let active_area =
+            props.get::<properties::PixelArrayActiveAreas>().ok().and_then(|a| a.0.first().copied()).map(to_rect);
+        let (modes, note) = match cam.acquire() {
+            Ok(mut active) => (sensor_modes(&mut active), None),
+            Err(e) => (Vec::new(), Some(format!("sensor modes unknown: cannot acquire it ({e}); is pieyes running?"))),
+        };
+        out.push(Described { listed, active_area, modes, note });
+    }
+    out
+}
+
+/// Whether the camera can flip in its own pipeline: a scratch configuration asked for a half
+/// turn keeps it.
+fn flips_in_camera(active: &ActiveCamera<'_>) -> bool {
+    let Some(mut cfg) = active.generate_configuration(&[StreamRole::VideoRecording]) else { return false };
+    cfg.set_orientation(Orientation::Rotate180);
+    !cfg.validate().is_invalid() && cfg.orientation() == Orientation::Rotate180
+}
+
+/// A validated configuration and the format it got (libcamera's, pieyes', swap R and B).
+type StreamChoice = (CameraConfiguration, (LcFormat, PixelFormat, bool));
+
+/// A `VideoRecording` configuration at `want` in the first format pieyes takes that validates,
+/// with the sensor mode and orientation asked; `Ok(Err(offered))` when no format does.
+fn configure_stream(
+    active: &ActiveCamera<'_>,
+    want: Size,
+    mode: Option<&SensorMode>,
+    orientation: Orientation,
+) -> Result<Result<StreamChoice, Vec<String>>, String> {
+    let mut cfgs = active
+        .generate_configuration(&[StreamRole::VideoRecording])
+        .ok_or("no configuration for the VideoRecording role")?;
+    let mut offered = Vec::new();
+    for (lc, _, _) in accepted_formats() {
+        let mut sc = cfgs.get_mut(0).ok_or("empty configuration")?;
+        if offered.is_empty() {
+            offered = sc.formats().pixel_formats().into_iter().map(fourcc_name).collect::<Vec<_>>();
+        }
+        sc.set_pixel_format(lc);
+        sc.set_size(LcSize { width: want.w, height: want.h });
+        sc.set_buffer_count(BUFFERS);
+        ask_mode(&mut cfgs, mode, orientation);
+        if cfgs.validate().is_invalid() {
+            continue;
+        }
+        let got = cfgs.get(0).ok_or("empty configuration")?.get_pixel_format();
+        if let Some(&(_, fmt, swap)) = accepted_formats().iter().find(|(l, _, _)| *l == got) {
+            return Ok(Ok((cfgs, (got, fmt, swap))));
+        }
+    }
+    Ok(Err(offered))
+}
+
+/// Ask `cfg` for the sensor mode and orientation (set before each validation: a sensor
+/// configuration is consumed by the call).
+fn ask_mode(cfg: &mut CameraConfiguration, mode: Option<&SensorMode>, orientation: Orientation) {
+    if let Some(m) = mode {
+        let mut sensor = SensorConfiguration::new();
+        sensor.set_bit_depth(m.bit_depth);
+        sensor.set_output_size(m.size.w, m.size.h);
+        cfg.set_sensor_configuration(sensor);
+    }
+    cfg.set_orientation(orientation);
+}
+
+/// Per-eye choices made before the cameras open (`--sensor-mode`, the sync role).
+#[derive(Clone, Debug, Default)]
+pub struct EyeOptions {
+    pub sensor_mode: Option<Size>,
+    pub sync: Option<Role>,
+}
+
 fn to_rectangle(r: Rect) -> Rectangle {
     Rectangle { x: r.x as i32, y: r.y as i32, width: r.w, height: r.h }
 }
@@ -114,10 +289,26 @@ impl Libcamera {
         Ok(Rc::new(Libcamera { mgr }))
     }
 
-    /// Camera ids in libcamera's order (what `--cameras` indices refer to).
-    pub fn camera_ids(&self) -> Vec<String> {
+    /// The cameras in libcamera's order, with their models (`select::eye_order` orders them).
+    pub fn cameras(&self) -> Vec<Listed> {
         let list = self.mgr.cameras();
-        (0..list.len()).filter_map(|i| list.get(i).map(|c| c.id().to_string())).collect()
+        (0..list.len())
+            .filter_map(|i| list.get(i))
+            .map(|c| Listed {
+                id: c.id().to_string(),
+                model: c.properties().get::<properties::Model>().ok().map(|m| m.0),
+            })
+            .collect()
+    }
+
+    /// Whether camera `id` offers a control named `name` (`SyncMode`).
+    pub fn offers(&self, id: &str, name: &str) -> bool {
+        let list = self.mgr.cameras();
+        (0..list.len()).filter_map(|i| list.get(i)).any(|c| c.id() == id && offered_controls(&c).contains_key(name))
+    }
+
+    pub(crate) fn manager(&self) -> &CameraManager {
+        &self.mgr
     }
 
     fn present(&self, id: &str) -> bool {
@@ -136,6 +327,8 @@ struct Session {
     active: ActiveCamera<'static>,
     stream: Stream,
     generation: u32,
+    /// The camera's controls by name (see [`offered_controls`]).
+    named: HashMap<String, u32>,
     /// The camera's device nodes (libcamera's `SystemDevices`), as /sys/dev/char entries.
     devices: Vec<String>,
 }
@@ -166,7 +359,18 @@ struct Configured {
 pub struct LibcameraEye {
     eye: u8,
     info: CameraInfo,
+    opts: EyeOptions,
+    /// The flip asked for; done by the camera when `flips_in_camera`, else on the CPU.
     flip: Flip,
+    flips_in_camera: Option<bool>,
+    /// The camera's sensor modes, listed at the first open.
+    modes: Option<Vec<SensorMode>>,
+    completions: Completions,
+    sync_gate: ReadyGate,
+    /// `SyncReady`'s id on this camera, when it synchronises.
+    sync_ready_id: Option<u32>,
+    /// Set by a completion that found the camera in its error state: restart after this delay.
+    error_state: Option<(u64, bool)>,
     /// The camera delivers R, G, B: swapped in place into pieyes' B, G, R.
     swap_rb: bool,
     inbox: Arc<Inbox>,
@@ -198,6 +402,11 @@ pub struct LibcameraEye {
 }
 
 impl LibcameraEye {
+    /// The flip left to the CPU (none when the camera flips).
+    fn cpu_flip(&self) -> Flip {
+        if self.flips_in_camera == Some(true) { Flip::None } else { self.flip }
+    }
+
     /// Flip and colour-swap a completed frame in place, between DMA_BUF_IOCTL_SYNC START and
     /// END (read/write), so the CPU sees what the camera wrote and the encoder what we wrote.
     fn fix_up(&mut self, buffer: &mut FrameBuffer) {
@@ -220,14 +429,22 @@ impl LibcameraEye {
         if self.swap_rb {
             swap_red_blue(&layout, pixels);
         }
-        if self.flip != Flip::None {
-            flip_frame(&layout, pixels, self.flip);
+        let flip = self.cpu_flip();
+        if flip != Flip::None {
+            flip_frame(&layout, pixels, flip);
         }
         drop(access);
     }
 
     /// Acquire, configure and start camera `id` as eye `eye`.
-    pub fn open(lib: Rc<Libcamera>, eye: u8, id: &str, size: Size, fps: u32) -> Result<LibcameraEye, String> {
+    pub fn open(
+        lib: Rc<Libcamera>,
+        eye: u8,
+        id: &str,
+        size: Size,
+        fps: u32,
+        opts: EyeOptions,
+    ) -> Result<LibcameraEye, String> {
         let inbox = Arc::new(Inbox {
             done: Mutex::new(VecDeque::new()),
             bell: Doorbell::new().map_err(|e| format!("eventfd: {e}"))?,
@@ -242,8 +459,16 @@ impl LibcameraEye {
                 min_crop: MIN_CROP,
                 fps,
                 crop_supported: false,
+                sensor_mode: None,
             },
+            sync_gate: ReadyGate::new(opts.sync.is_some()),
+            opts,
             flip: Flip::None,
+            flips_in_camera: None,
+            modes: None,
+            completions: Completions::new(REQUEST_DEPTH as u32, REOPEN_FIRST_US, REOPEN_MAX_US),
+            sync_ready_id: None,
+            error_state: None,
             swap_rb: false,
             inbox,
             book: RequestBook::new(),
@@ -300,38 +525,43 @@ impl LibcameraEye {
         // which `self.lib` keeps alive until after every session is gone (`close_session` in
         // `Drop`, and `lib` is the last field).
         let mut active = unsafe { std::mem::transmute::<ActiveCamera<'_>, ActiveCamera<'static>>(active) };
+        let named = offered_controls(&cam);
         drop(cam);
         drop(list);
 
-        let props = active.properties();
-        let crop_max = props.get::<properties::ScalerCropMaximum>().ok().map(|m| to_rect(m.0));
-        let active_area = props.get::<properties::PixelArrayActiveAreas>().ok().and_then(|a| a.0.first().copied());
-
-        let mut cfgs = active
-            .generate_configuration(&[StreamRole::VideoRecording])
-            .ok_or("no configuration for the VideoRecording role")?;
-        let want = self.configured.map_or(self.info.output, |c| Size { w: c.layout.width, h: c.layout.height });
-        let mut chosen = None;
-        let mut offered = Vec::new();
-        for (lc, _, _) in accepted_formats() {
-            let mut sc = cfgs.get_mut(0).ok_or("empty configuration")?;
-            if offered.is_empty() {
-                offered = sc.formats().pixel_formats().into_iter().map(fourcc_name).collect::<Vec<_>>();
-            }
-            sc.set_pixel_format(lc);
-            sc.set_size(LcSize { width: want.w, height: want.h });
-            sc.set_buffer_count(BUFFERS);
-            if cfgs.validate().is_invalid() {
-                continue;
-            }
-            let got = cfgs.get(0).ok_or("empty configuration")?.get_pixel_format();
-            if let Some(&(_, fmt, swap)) = accepted_formats().iter().find(|(l, _, _)| *l == got) {
-                chosen = Some((got, fmt, swap));
-                break;
-            }
+        if self.modes.is_none() {
+            self.modes = Some(sensor_modes(&mut active));
         }
-        let (lc_format, format, swap_rb) =
-            chosen.ok_or_else(|| format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})"))?;
+        if self.flips_in_camera.is_none() {
+            // Only a camera with a real sensor behind it (one with raw modes) is trusted to flip:
+            // libcamera 0.4's virtual pipeline keeps any orientation it is asked for and ignores it.
+            let has_sensor = self.modes.as_ref().is_some_and(|m| !m.is_empty());
+            self.flips_in_camera = Some(has_sensor && flips_in_camera(&active));
+        }
+        let want = self.configured.map_or(self.info.output, |c| Size { w: c.layout.width, h: c.layout.height });
+        let modes = self.modes.as_deref().unwrap_or_default();
+        let mut mode =
+            modes::choose(modes, want, self.info.fps, self.opts.sensor_mode)?.map(|(i, why)| (modes[i].clone(), why));
+        let orientation = orientation_of(if self.flips_in_camera == Some(true) { self.flip } else { Flip::None });
+
+        let (mut cfgs, (lc_format, format, swap_rb)) =
+            match configure_stream(&active, want, mode.as_ref().map(|m| &m.0), orientation)? {
+                Ok(x) => x,
+                Err(_) if mode.is_some() => {
+                    crate::warn!(
+                        "eye {}: camera {:?}: no stream with the sensor mode asked: letting libcamera choose the mode",
+                        self.eye,
+                        self.info.id
+                    );
+                    mode = None;
+                    configure_stream(&active, want, None, orientation)?.map_err(|offered| {
+                        format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})")
+                    })?
+                }
+                Err(offered) => {
+                    return Err(format!("offers none of YUV420, NV12, BGR888, RGB888 (it offers {offered:?})"));
+                }
+            };
         let (size, stride, buffers) = {
             let sc = cfgs.get(0).ok_or("empty configuration")?;
             let s = sc.get_size();
@@ -343,7 +573,24 @@ impl LibcameraEye {
         if matches!(cfgs.validate(), CameraConfigurationStatus::Invalid) {
             return Err("the configuration became invalid".into());
         }
+        if cfgs.orientation() != orientation {
+            // The camera adjusted the flip it was asked for: the CPU flips instead, from an
+            // unflipped picture.
+            self.flips_in_camera = Some(false);
+            cfgs.set_orientation(Orientation::Rotate0);
+            if cfgs.validate().is_invalid() || cfgs.orientation() != Orientation::Rotate0 {
+                return Err("the camera cannot keep its picture unflipped".into());
+            }
+        }
         active.configure(&mut cfgs).map_err(|e| format!("configure: {e}"))?;
+        // The crop limits are only known now: the Pi reports ScalerCropMaximum as 0x0 before.
+        let props = active.properties();
+        let (sensor, supported) = modes::crop_area(
+            props.get::<properties::ScalerCropMaximum>().ok().map(|m| to_rect(m.0)),
+            active.controls().find(controls::ScalerCrop::ID).ok().and_then(|i| rect_of(i.max())),
+            props.get::<properties::PixelArrayActiveAreas>().ok().and_then(|a| a.0.first().copied()).map(to_rect),
+            want,
+        );
         let stream = cfgs.get(0).and_then(|sc| sc.stream()).ok_or("configured stream missing")?;
 
         let mut layout = FrameLayout { format, width: size.w, height: size.h, offsets: [0; 3], strides: [0; 3] };
@@ -384,10 +631,11 @@ impl LibcameraEye {
             inbox.done.lock().unwrap_or_else(|p| p.into_inner()).push_back(req);
             inbox.bell.ring();
         });
-        let mut start = ControlList::new();
-        let frame_us = 1_000_000 / self.info.fps.max(1) as i64;
-        let _ = start.set(controls::FrameDurationLimits([frame_us, frame_us]));
+        let start = self.start_controls(&named);
         active.start(Some(&start)).map_err(|e| format!("cannot start it: {e}"))?;
+        self.completions.started();
+        self.sync_gate.restart();
+        self.sync_ready_id = self.opts.sync.and_then(|_| named.get("SyncReady").copied());
 
         let (submits, extra) = match self.book.start_session(ours, requests) {
             Ok(x) => x,
@@ -403,24 +651,34 @@ impl LibcameraEye {
         let first = self.configured.is_none();
         self.configured = Some(Configured { layout });
         self.swap_rb = swap_rb;
-        let (sensor, supported) = match crop_max {
-            Some(m) => (m, true),
-            None => (active_area.map(to_rect).unwrap_or(Rect::new(0, 0, size.w, size.h)), false),
-        };
         self.info.sensor = sensor;
+        self.info.sensor_mode = mode.as_ref().map(|(m, _)| m.to_string());
         self.info.output = size;
         self.info.crop_supported = supported;
         self.info.min_crop = MIN_CROP;
-        self.session = Some(Session { active, stream, generation, devices });
+        self.session = Some(Session { active, stream, generation, named, devices });
         self.pacer.reset(self.info.fps);
         self.last_sensor_seq = None;
         if first {
+            if let Some((m, why)) = &mode {
+                crate::info!(
+                    "eye {}: camera {:?}: sensor mode {m} ({})",
+                    self.eye,
+                    self.info.id,
+                    match why {
+                        modes::Why::Asked => "--sensor-mode",
+                        modes::Why::WidestAtFps => "the widest field of view at this frame rate",
+                        modes::Why::Fastest => "no mode reaches the frame rate: the fastest",
+                    }
+                );
+            }
             crate::info!(
-                "eye {}: camera {:?}: {} {size} stride {stride}, {buffers} buffers, {} fps, {}",
+                "eye {}: camera {:?}: {} {size} stride {stride}, {buffers} buffers, {} fps, flips {}, {}",
                 self.eye,
                 self.info.id,
                 fourcc_name(lc_format),
                 self.info.fps,
+                if self.flips_in_camera == Some(true) { "in the camera" } else { "on the CPU" },
                 if supported {
                     format!("crops within {sensor} (ScalerCropMaximum)")
                 } else {
@@ -434,6 +692,24 @@ impl LibcameraEye {
         Ok(())
     }
 
+    /// The controls a start carries: the frame rate, Fast noise reduction (the IPA's default is
+    /// its high-quality still mode), and the sync role.
+    fn start_controls(&self, named: &HashMap<String, u32>) -> libcamera::utils::UniquePtr<ControlList> {
+        let mut start = ControlList::new();
+        let frame_us = 1_000_000 / self.info.fps.max(1) as i64;
+        let _ = start.set(controls::FrameDurationLimits([frame_us, frame_us]));
+        if let Some(&id) = named.get("NoiseReductionMode") {
+            let _ = start.set_raw(id, ControlValue::Int32([1].into_iter().collect())); // Fast
+        }
+        if let (Some(role), Some(&id)) = (self.opts.sync, named.get("SyncMode")) {
+            let _ = start.set_raw(id, ControlValue::Int32([role as i32].into_iter().collect()));
+            if let (Role::Server, Some(&frames)) = (role, named.get("SyncFrames")) {
+                let _ = start.set_raw(frames, ControlValue::Int32([SYNC_FRAMES].into_iter().collect()));
+            }
+        }
+        start
+    }
+
     /// Queue a request the book released. A refusal means the camera is in trouble: the
     /// ticket goes back as a failed frame and the camera is reopened.
     fn submit(&mut self, s: Submit<LcRequest>) {
@@ -444,8 +720,9 @@ impl LibcameraEye {
         if self.info.crop_supported {
             let _ = req.controls_mut().set(controls::ScalerCrop(to_rectangle(crop)));
         }
-        if let Err(e) = session.active.queue_request(req) {
-            // The crate keeps a refused request; the ticket comes back without it.
+        if let Err((req, e)) = session.active.queue_request(req) {
+            // The request comes back with the refusal; it is freed after the session.
+            self.graveyard.push((monotonic_us() + GRAVE_US, req));
             crate::error!("eye {}: camera {:?} refused a request: {e}", self.eye, self.info.id);
             let r = self.book.submit_lost(index);
             self.made_up.push(self.failed(r, &format!("request refused: {e}")));
@@ -486,9 +763,37 @@ impl LibcameraEye {
     }
 
     fn failed(&self, r: Returned, why: &str) -> Completed {
+        self.returned(r, FrameStatus::Failed(why.to_string()))
+    }
+
+    /// A ticket back to the daemon without a picture.
+    fn returned(&self, r: Returned, status: FrameStatus) -> Completed {
         let meta =
             FrameMeta { eye: self.eye, sequence: r.sequence, capture_us: monotonic_us(), crop: self.applied_default() };
-        Completed { buffer: r.buffer, meta, status: FrameStatus::Failed(why.to_string()) }
+        Completed { buffer: r.buffer, meta, status }
+    }
+
+    /// A completion found the camera in its error state: stop it (its requests park) and start
+    /// it again after the backoff [`Completions`] chose. Said once per run of restarts.
+    fn restart_after_error(&mut self, delay_us: u64, first: bool) {
+        if first {
+            crate::warn!(
+                "eye {}: camera {:?}: {}; next start in {:.1} s, backing off to {} s while it persists",
+                self.eye,
+                self.info.id,
+                completion::ERROR_STATE,
+                delay_us as f64 / 1e6,
+                REOPEN_MAX_US / 1_000_000
+            );
+        } else {
+            crate::debug!(
+                "eye {}: camera {:?}: error state again: next start in {delay_us} us",
+                self.eye,
+                self.info.id
+            );
+        }
+        self.close_session();
+        self.retry.start_in(monotonic_us(), delay_us);
     }
 
     /// The crop a frame reports when the camera does not say: all of the area it shows.
@@ -629,8 +934,25 @@ impl LibcameraEye {
         now: u64,
         out: &mut Vec<Completed>,
     ) {
-        let status = req.status();
-        if status != RequestStatus::Complete && stopping {
+        let status = match req.status() {
+            RequestStatus::Complete => Status::Complete,
+            RequestStatus::Cancelled => Status::Cancelled,
+            RequestStatus::Pending => Status::Pending,
+        };
+        let (buffer_status, sensor_seq) = match req.buffer::<LcBuffer>(&stream).and_then(|b| b.metadata()) {
+            Some(m) => (
+                match m.status() {
+                    FrameMetadataStatus::Success => BufferStatus::Success,
+                    FrameMetadataStatus::Error => BufferStatus::Error,
+                    FrameMetadataStatus::Cancelled => BufferStatus::Cancelled,
+                    FrameMetadataStatus::Startup => BufferStatus::Startup,
+                },
+                Some(m.sequence()),
+            ),
+            None => (BufferStatus::Unknown, None), // the virtual pipeline never fills it in (0.4.0)
+        };
+        let verdict = self.completions.completed(status, buffer_status, stopping, now);
+        if verdict == Verdict::Parked {
             if let Err(req) = self.book.cancelled(index, req) {
                 self.graveyard.push((now + GRAVE_US, req));
             }
@@ -639,11 +961,13 @@ impl LibcameraEye {
         let md = req.metadata();
         let timestamp_ns = md.get::<controls::SensorTimestamp>().ok().map(|t| t.0);
         let crop = md.get::<controls::ScalerCrop>().ok().map(|c| to_rect(c.0));
-        let (frame_error, sensor_seq) = match req.buffer::<LcBuffer>(&stream).and_then(|b| b.metadata()) {
-            Some(m) => (m.status() == FrameMetadataStatus::Error, Some(m.sequence())),
-            None => (false, None), // the virtual pipeline never fills it in (0.4.0)
-        };
-        let mut r = match self.book.complete(index, req) {
+        let sync_ready = self.sync_ready_id.and_then(|id| {
+            md.into_iter().find(|(i, _)| *i == id).and_then(|(_, v)| match v {
+                ControlValue::Bool(b) => b.first().copied(),
+                _ => None,
+            })
+        });
+        let r = match self.book.complete(index, req) {
             Ok(r) => r,
             Err(req) => {
                 crate::warn!("eye {}: camera {:?}: unexpected completion of request {index}", self.eye, self.info.id);
@@ -657,16 +981,36 @@ impl LibcameraEye {
             }
             self.last_sensor_seq = Some(s);
         }
-        let why = match status {
-            RequestStatus::Complete if frame_error => Some("the camera returned a broken frame"),
-            RequestStatus::Complete => None,
-            RequestStatus::Cancelled => Some("the camera cancelled the request"),
-            RequestStatus::Pending => Some("the request came back pending"),
-        };
-        if let Some(why) = why {
-            out.push(self.failed(r, why));
-            return;
+        match verdict {
+            Verdict::Frame => {}
+            Verdict::Startup => return out.push(self.returned(r, FrameStatus::Skipped)),
+            Verdict::Failed(why) => return out.push(self.failed(r, why)),
+            Verdict::ErrorState { restart_in_us, first } => {
+                self.error_state = Some((restart_in_us, first));
+                return out.push(self.failed(r, completion::ERROR_STATE));
+            }
+            Verdict::Parked => unreachable!("handled above"),
         }
+        match self.sync_gate.frame(sync_ready) {
+            Gate::Pass => {}
+            Gate::Hold => return out.push(self.returned(r, FrameStatus::Skipped)),
+            Gate::GaveUp => crate::warn!(
+                "eye {}: camera {:?}: no rpi::SyncReady after {} frames: streaming unsynchronised",
+                self.eye,
+                self.info.id,
+                super::sync::READY_PATIENCE
+            ),
+        }
+        if let Some(rec) = self.completions.pictured(now) {
+            crate::info!(
+                "eye {}: camera {:?} makes pictures again after {} restart(s), {:.1} s",
+                self.eye,
+                self.info.id,
+                rec.restarts,
+                rec.after_us as f64 / 1e6
+            );
+        }
+        let mut r = r;
         let capture_us = match timestamp_ns {
             Some(ns) if ns > 0 => ns as u64 / 1000,
             _ => {
@@ -696,7 +1040,7 @@ impl LibcameraEye {
                 self.applied_default()
             }
         };
-        if self.swap_rb || self.flip != Flip::None {
+        if self.swap_rb || self.cpu_flip() != Flip::None {
             self.fix_up(&mut r.buffer);
         }
         if self.pacer.observed(capture_us) {
@@ -729,11 +1073,11 @@ impl LibcameraEye {
             self.retry.start(now);
             return Ok(());
         }
-        let mut start = ControlList::new();
-        let frame_us = 1_000_000 / self.info.fps.max(1) as i64;
-        let _ = start.set(controls::FrameDurationLimits([frame_us, frame_us]));
+        let start = self.start_controls(&self.session.as_ref().expect("still there").named);
         let s = self.session.as_mut().expect("still there");
         s.active.start(Some(&start)).map_err(|e| format!("cannot start it again: {e}"))?;
+        self.completions.started();
+        self.sync_gate.restart();
         self.pacer.reset(self.info.fps);
         for sub in self.book.resume() {
             self.submit(sub);
@@ -829,6 +1173,10 @@ impl Camera for LibcameraEye {
         self.inbox.bell.drain();
         out.append(&mut self.made_up);
         self.collect(out, false);
+        if let Some((delay_us, first)) = self.error_state.take() {
+            self.restart_after_error(delay_us, first);
+            out.append(&mut self.made_up);
+        }
     }
 
     fn starved_frames(&self) -> u64 {
@@ -836,8 +1184,20 @@ impl Camera for LibcameraEye {
     }
 
     fn set_flip(&mut self, flip: Flip) -> Result<(), CameraError> {
+        if flip == self.flip {
+            return Ok(());
+        }
         self.flip = flip;
-        Ok(())
+        if self.flips_in_camera != Some(true) || self.session.is_none() {
+            return Ok(()); // on the CPU, or asked of the camera when it opens again
+        }
+        // The camera flips: a new orientation is a new configuration.
+        self.close_session();
+        self.open_session().map_err(|e| {
+            crate::error!("eye {}: camera {:?}: reconfiguring for flip {}: {e}", self.eye, self.info.id, flip.name());
+            self.retry.start(monotonic_us());
+            CameraError::Other(e)
+        })
     }
 
     fn set_fps(&mut self, fps: u32) -> Result<(), CameraError> {

@@ -4,10 +4,13 @@
 //! with its sequence number, CLOCK_MONOTONIC capture time and the crop actually applied.
 //! The output size is fixed while the crop moves, as on the Pi where the ISP scales the crop.
 
+pub mod completion;
 pub mod fixup;
 #[cfg(feature = "libcamera")]
 #[allow(unsafe_code)] // FFI: the libcamera crate's lifetimes and raw fds (each block says why)
 pub mod libcamera;
+pub mod listing;
+pub mod modes;
 pub mod pacing;
 pub mod pairing;
 pub mod requests;
@@ -15,6 +18,7 @@ pub mod retry;
 pub mod scene;
 pub mod select;
 pub mod stamp;
+pub mod sync;
 pub mod synthetic;
 
 use std::os::fd::BorrowedFd;
@@ -306,6 +310,9 @@ pub struct CameraInfo {
     /// Whether the camera applies `ScalerCrop` at all. When it does not (libcamera's vimc and
     /// virtual cameras), every frame reports the whole `sensor` area as its applied crop.
     pub crop_supported: bool,
+    /// The sensor mode the camera runs in (size, bit depth, fastest rate, crop), when it has
+    /// modes to choose from (`camera::modes`).
+    pub sensor_mode: Option<String>,
 }
 
 #[derive(Debug)]

@@ -38,6 +38,13 @@ impl Retry {
         }
     }
 
+    /// Something broke at `now` and the next attempt is due after `delay_us` (a caller with
+    /// its own backoff, e.g. `completion`'s error-state restarts).
+    pub fn start_in(&mut self, now_us: u64, delay_us: u64) {
+        self.start(now_us);
+        self.next_us = now_us + delay_us;
+    }
+
     pub fn pending(&self) -> bool {
         self.since_us.is_some()
     }

@@ -126,6 +126,7 @@ impl SyntheticRig {
                     min_crop: MIN_CROP,
                     fps: cfg.fps,
                     crop_supported: true,
+                    sensor_mode: None,
                 },
                 shared: shared.clone(),
                 buffers,

@@ -76,6 +76,7 @@ pub fn status_json(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
             .raw("sensor", &json::rect(info.sensor))
             .raw("crop", &json::rect(crop))
             .bool("crop_supported", info.crop_supported)
+            .opt_str("sensor_mode", info.sensor_mode.as_deref())
             .raw("sequence", &sequence.map_or("null".into(), |s| s.to_string()))
             .str("flip", c.eyes[i].flip.name())
             .num("fps", s.fps)

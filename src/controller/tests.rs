@@ -23,6 +23,7 @@ impl FakePlant {
                 min_crop: Size { w: 64, h: 64 },
                 fps: 30,
                 crop_supported: true,
+                sensor_mode: None,
             },
             stats: EyeStats::default(),
         }

@@ -7,6 +7,7 @@
 
 mod connections;
 mod setup;
+pub use setup::list_cameras;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -17,7 +17,7 @@ pub struct Cameras {
     /// Requests each camera keeps queued.
     pub request_depth: usize,
     /// How the two eyes' frames are synchronised (shown in `status`).
-    pub sync: &'static str,
+    pub sync: String,
     /// Whether the eyes' sequence numbers count the same capture ticks (synthetic; hardware
     /// synchronised sensors), so that a command for both lands on one tick in both.
     pub shared_clock: bool,
@@ -38,7 +38,7 @@ fn synthetic(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, S
     Ok(Cameras {
         eyes,
         request_depth: crate::pipeline::SYNTHETIC_REQUEST_DEPTH,
-        sync: "synthetic (both eyes on one capture tick)",
+        sync: "synthetic (both eyes on one capture tick)".into(),
         shared_clock: true,
         keepalive: Some(Box::new(rig)),
     })
@@ -51,33 +51,43 @@ mod libcamera_cameras {
 
     use super::Cameras;
     use crate::camera::Camera;
-    use crate::camera::libcamera::{Libcamera, LibcameraEye, REQUEST_DEPTH, SYNC};
+    use crate::camera::libcamera::{EyeOptions, Libcamera, LibcameraEye, REQUEST_DEPTH};
     use crate::camera::select::Found;
+    use crate::camera::sync::{self, Plan};
     use crate::config::Config;
 
     /// Start libcamera and list its cameras.
     pub fn probe() -> (Option<Rc<Libcamera>>, Found) {
         match Libcamera::start() {
             Ok(lib) => {
-                let ids = lib.camera_ids();
+                let listed = lib.cameras();
+                let ids: Vec<&str> = listed.iter().map(|c| c.id.as_str()).collect();
                 crate::info!("libcamera cameras: {ids:?}");
-                (Some(lib), Some(Ok(ids)))
+                (Some(lib), Some(Ok(listed)))
             }
             Err(e) => (None, Some(Err(e))),
         }
     }
 
     pub fn open(lib: Rc<Libcamera>, ids: &[String], cfg: &Config, fps: u32) -> Result<Cameras, String> {
+        let offers: Vec<bool> = ids.iter().map(|id| lib.offers(id, "SyncMode")).collect();
+        let plan = sync::plan(cfg.sync, &offers);
+        crate::info!("camera sync: {}", sync::describe(&plan));
         let mut eyes: Vec<Box<dyn Camera>> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
-            let cam = LibcameraEye::open(lib.clone(), i as u8, id, cfg.size, fps)
+            let role = match &plan {
+                Plan::Hardware { roles } => roles.get(i).copied(),
+                Plan::Software(_) => None,
+            };
+            let opts = EyeOptions { sensor_mode: cfg.sensor_mode, sync: role };
+            let cam = LibcameraEye::open(lib.clone(), i as u8, id, cfg.size, fps, opts)
                 .map_err(|e| format!("eye {i}: camera {id:?}: {e}"))?;
             eyes.push(Box::new(cam));
         }
         Ok(Cameras {
             eyes,
             request_depth: REQUEST_DEPTH,
-            sync: SYNC,
+            sync: sync::describe(&plan),
             shared_clock: false,
             keepalive: Some(Box::new(lib)),
         })
@@ -109,6 +119,51 @@ pub fn open_cameras(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cam
     }
 }
 // --- end camera selection ---
+
+// --- pieyes --list-cameras ---
+/// What `pieyes --list-cameras` prints, or why it cannot (exit non-zero).
+pub fn list_cameras(cfg: &Config) -> Result<String, String> {
+    use crate::camera::listing::{self, Described};
+    use crate::camera::select::Listed;
+    if cfg.camera == CameraChoice::Synthetic {
+        let cams: Vec<Described> = (0..2)
+            .map(|i| Described {
+                listed: Listed::new(&format!("synthetic:{i}"), Some("synthetic")),
+                active_area: Some(crate::camera::Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h)),
+                modes: Vec::new(),
+                note: Some(format!("the synthetic stereo camera: a {} scene (--sensor)", cfg.sensor)),
+            })
+            .collect();
+        let eyes = Ok(cams.iter().take(if cfg.mono { 1 } else { 2 }).map(|c| c.listed.id.clone()).collect());
+        let order: Vec<Listed> = cams.iter().map(|c| c.listed.clone()).collect();
+        return Ok(listing::format("Available cameras (--camera synthetic)", &cams, &order, &eyes, cfg.size, cfg.fps));
+    }
+    #[cfg(feature = "libcamera")]
+    {
+        let (lib, found) = libcamera_cameras::probe();
+        let lib = match (lib, found) {
+            (Some(lib), _) => lib,
+            (None, Some(Err(e))) => return Err(format!("--list-cameras: {e}")),
+            _ => return Err("--list-cameras: libcamera did not start".into()),
+        };
+        let cams = crate::camera::libcamera::describe(&lib);
+        let listed = cams.iter().map(|c| c.listed.clone()).collect::<Vec<_>>();
+        let order = select::eye_order(&listed);
+        let eyes = match select::choose(CameraChoice::Libcamera, Some(Ok(listed)), &cfg.cameras, cfg.mono) {
+            Ok(Backend::Libcamera { ids }) => Ok(ids),
+            Ok(Backend::Synthetic { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        let header = format!("Available cameras (libcamera {})", lib.manager().version());
+        Ok(listing::format(&header, &cams, &order, &eyes, cfg.size, cfg.fps))
+    }
+    #[cfg(not(feature = "libcamera"))]
+    Err("--list-cameras: this pieyes was built without libcamera support, so it sees no real cameras \
+         (build with --features libcamera, as `make deploy` does; `--camera synthetic --list-cameras` \
+         lists the synthetic camera)"
+        .into())
+}
+// --- end pieyes --list-cameras ---
 
 // ---- encoders (--encoder auto|software|v4l2) ----
 

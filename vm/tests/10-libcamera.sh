@@ -18,7 +18,16 @@ rc=$?
 check one-camera-needs-mono "exit $rc, log: $(tail -n 1 "$T/one-camera.log")" \
   eval "[ $rc != 0 ] && grep -q -- '--mono' '$T/one-camera.log'"
 
-# --- the default pair (libcamera's first two cameras) streams both eyes --------------------------
+# --- pieyes --list-cameras: every camera in eye order, with the eye it would be ---------------------
+pieyes --list-cameras --size $SIZE >"$T/list-cameras.txt" 2>&1
+rc=$?
+check list-cameras "@exit $rc: $(tr '\n' '|' <"$T/list-cameras.txt" | head -c 400)" \
+  eval "[ $rc = 0 ] && grep -q '^0 : .*(platform/vimc.0 Sensor B) -> eye 0\$' '$T/list-cameras.txt' \
+    && grep -q '^1 : Virtual Video Device 1 .*(Virtual1) -> eye 1\$' '$T/list-cameras.txt' \
+    && grep -q '^2 : Virtual Video Device .*(Virtual0) -> no eye\$' '$T/list-cameras.txt'"
+info "list-cameras: $(tr '\n' '|' <"$T/list-cameras.txt")"
+
+# --- the default pair (the first two of the eye order) streams both eyes --------------------------
 if ! start_daemon main --camera libcamera --size $SIZE --fps $FPS; then
   fail daemon-starts "see main.log"; finish
 fi
