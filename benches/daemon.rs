@@ -227,6 +227,10 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     r.row("daemon CPU share", format!("{:.0}% of one core", res.cpu_us / res.wall_s / 1e4));
     r.row("daemon RSS now / peak", format!("{rss:.1} / {hwm:.1} MB"));
     r.row(
+        "daemon heap allocations per frame (whole process, incl. status polls)",
+        format!("{:.2}", res.allocations / res.frames),
+    );
+    r.row(
         "server capture→sent p50 / p99",
         format!(
             "{sent_p50:.1} / {sent_p99:.1} ms (target p99 ≤ encoder alone p99 + 2 = {:.1})",
@@ -259,6 +263,7 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
             .num("cpu_share_of_one_core", res.cpu_us / res.wall_s / 1e6)
             .num("rss_mb", rss)
             .num("rss_peak_mb", hwm)
+            .num("allocations_per_frame", res.allocations / res.frames)
             .num("capture_encoded_p99_ms", enc_p99)
             .num("capture_queued_p99_ms", cq_p99)
             .num("queued_encoded_p99_ms", qe_p99)
@@ -291,6 +296,10 @@ fn many_viewers(r: &mut Report, n: usize) {
         + eyes_sum(&res.status, "camera_starved")
         + eyes_sum(&res.status, "camera_skipped");
     let sent_p99 = eyes_latency_max(&res.status, "capture_sent_p99");
+    r.row(
+        &format!("{n} viewers × 2 eyes: heap allocations per frame"),
+        format!("{:.2} (with 1 viewer: see above; fan-out shares one packet)", res.allocations / res.frames),
+    );
     r.row(
         &format!("{n} viewers × 2 eyes: viewer drops (skips) in window"),
         format!("{drops:.0} (frames lost before fan-out: {lost_at_source:.0})"),

@@ -144,6 +144,7 @@ pub struct Window {
     t0: Instant,
     cpu0: (f64, HashMap<String, f64>),
     frames0: f64,
+    allocations0: f64,
 }
 
 pub struct WindowResult {
@@ -153,6 +154,8 @@ pub struct WindowResult {
     pub camera_cpu_us: f64,
     pub loop_cpu_us: f64,
     pub encoder_cpu_us: f64,
+    /// Heap allocations the daemon made in the window (its `status` counter).
+    pub allocations: f64,
     pub status: Value,
 }
 
@@ -165,6 +168,7 @@ impl Window {
             t0: Instant::now(),
             cpu0: cpu_by_thread(d.child.id()),
             frames0: eyes_sum(&status, "frames"),
+            allocations0: status["allocations"].as_f64().unwrap_or(f64::NAN),
         }
     }
 
@@ -179,6 +183,7 @@ impl Window {
             camera_cpu_us: d("synthetic-cam"),
             loop_cpu_us: d("pieyes"),
             encoder_cpu_us: d("encoder-0") + d("encoder-1"),
+            allocations: status["allocations"].as_f64().unwrap_or(f64::NAN) - self.allocations0,
             status,
         }
     }

@@ -116,6 +116,7 @@ pub fn status_json(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
     json::Obj::new()
         .str("version", env!("CARGO_PKG_VERSION"))
         .num("rss_mb", rss_bytes() as f64 / 1048576.0)
+        .int("allocations", crate::sys::alloc_count::allocations())
         .num("uptime_s", now_us.saturating_sub(m.started_us) as f64 / 1e6)
         .int("now_us", now_us)
         .int("fps_target", c.fps as u64)
@@ -157,6 +158,12 @@ pub fn metrics_text(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
         now_us.saturating_sub(m.started_us) as f64 / 1e6,
     );
     out.gauge("pieyes_resident_memory_bytes", "Resident set size.", &[], rss_bytes() as f64);
+    out.counter(
+        "pieyes_allocations_total",
+        "Heap allocations made by the process's Rust code.",
+        &[],
+        crate::sys::alloc_count::allocations() as f64,
+    );
     out.counter("pieyes_cpu_seconds_total", "CPU time of the whole process.", &[], process_cpu_us() as f64 / 1e6);
     out.gauge("pieyes_clients", "Open connections of every kind.", &[], m.clients as f64);
     out.counter("pieyes_refused_connections_total", "Connections refused by the limits.", &[], m.refused as f64);

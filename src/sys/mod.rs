@@ -1,6 +1,7 @@
 //! The kernel corner: every `unsafe` block of pieyes' own lives below here, each with a
 //! `// SAFETY:` line. The rest of the crate sees plain, safe types.
 
+pub mod alloc_count;
 pub mod clock;
 pub mod dmabuf;
 pub mod notify;
