@@ -35,16 +35,24 @@ fn seq(reply: &str) -> u32 {
 
 /// Crop of each decoded frame by sequence, after checking the pixels are the scene through it.
 fn crops_by_seq(units: &[Unit], eye: u8, scene: &Scene, flip: Flip) -> HashMap<u32, Rect> {
+    crops_captured_after(0, units, eye, scene, flip)
+}
+
+/// `crops_by_seq` for the frames captured after `from_us` (all are decoded, from the first
+/// keyframe on; earlier ones are not judged).
+fn crops_captured_after(from_us: u64, units: &[Unit], eye: u8, scene: &Scene, flip: Flip) -> HashMap<u32, Rect> {
     let mut out = HashMap::new();
-    for (s, f) in decode_stamped(units, OUT.w, OUT.h) {
+    for (s, f) in decode_stamped(units, OUT.w, OUT.h).into_iter().filter(|(s, _)| s.capture_us > from_us) {
         assert_eq!(s.eye, eye);
         // The picture must match the scene through the stamped crop, and clearly better than
-        // through a crop a few pixels off (fast pans cost the encoder some quality).
+        // through a crop a few pixels off (fast pans cost the encoder some quality, more so
+        // when a loaded machine drops frames and the motion between encoded ones doubles:
+        // 23.4 dB against 11.3 dB 8 px off was seen).
         let p = scene_psnr(scene, eye, s.capture_us, s.crop, flip, &f, OUT);
         let off = Rect { x: if s.crop.x >= 8 { s.crop.x - 8 } else { s.crop.x + 8 }, ..s.crop };
         let p_off = scene_psnr(scene, eye, s.capture_us, off, flip, &f, OUT);
         assert!(
-            p > 24.0 && p > p_off + 3.0,
+            p > 20.0 && p > p_off + 3.0,
             "eye {eye} seq {}: not the scene through {:?} ({p:.1} dB; 8 px off: {p_off:.1} dB)",
             s.sequence,
             s.crop
@@ -128,9 +136,10 @@ fn glide(ms: u32) {
     let units = rec.stop();
     let crops = crops_by_seq(&units, 0, &scene, Flip::None);
     let target = rect(field(&r, "crop0"));
-    // Judge the frames that arrived (a loaded machine may drop a few): at least 2/3 of them.
+    // Judge the frames that arrived: a loaded machine drops some (a shared 2-core CI box lost
+    // half of them at load 10), and every frame that did arrive must be on the glide's path.
     let glide: Vec<(u32, Rect)> = (start - 1..=until + 2).filter_map(|q| crops.get(&q).map(|c| (q, *c))).collect();
-    assert!(glide.len() as u32 >= (frames + 3) * 2 / 3, "too few frames of the glide arrived: {glide:?}");
+    assert!(glide.len() >= 4, "too few frames of the glide arrived: {glide:?}");
     for w in glide.windows(2).filter(|w| w[1].0 <= until) {
         assert!(w[1].1.x < w[0].1.x, "moves left on every frame of the glide: {glide:?}");
     }
@@ -141,8 +150,9 @@ fn glide(ms: u32) {
             "frame {q}: only the glide's last frame and later are at the target: {glide:?}"
         );
     }
+    // It glides: several distinct positions strictly between where it started and the target.
     let between = glide.iter().filter(|(q, _)| *q > start && *q < until).count() as u32;
-    assert!(between >= (frames - 2) / 2, "intermediate crops: {glide:?}");
+    assert!(between >= 3.min(frames - 2), "intermediate crops: {glide:?}");
 }
 
 /// The JSON of an `event state {…}` line.
@@ -301,16 +311,25 @@ fn pause_resume_fps_and_flip() {
     }));
     assert_eq!(d.ctl("resume"), "ok resumed");
     assert_eq!(d.ctl("flip 0 v"), "ok flip=v");
+    // Frames captured from now on are flipped (one captured before may still be on its way).
+    let flipped_from = u64_at(&d.status(), "now_us");
     let r = d.ctl("fps 15");
     assert_eq!(r, "ok fps=15");
     let rec = Recorder::start(d.addr, 0);
     assert!(rec.wait_for_more(20, FRAMES_WITHIN), "20 frames at 15 fps");
     let units = rec.stop();
-    // 15 fps: capture times 66.7 ms apart; the first unit is the resume keyframe.
+    // 15 fps: capture times 66.7 ms apart (a frame a loaded machine dropped leaves a gap of
+    // two or more periods, never a 30 fps one of 33 or 100 ms); the first unit is the resume
+    // keyframe.
     let gaps: Vec<u64> = units.windows(2).map(|w| w[1].header.capture_us - w[0].header.capture_us).collect();
-    assert!(gaps.iter().filter(|&&g| (60_000..=73_000).contains(&g)).count() >= gaps.len() - 2, "{gaps:?}");
+    let periods = |g: u64| (g + 33_333) / 66_667;
+    assert!(
+        gaps.iter().all(|&g| periods(g) >= 1 && g.abs_diff(periods(g) * 66_667) <= 3_000),
+        "every gap a whole number of 15 fps periods: {gaps:?}"
+    );
+    assert!(gaps.iter().filter(|&&g| periods(g) == 1).count() * 2 >= gaps.len(), "mostly one period: {gaps:?}");
     assert!(units[0].header.keyframe);
-    let crops = crops_by_seq(&units, 0, &scene, Flip::V);
+    let crops = crops_captured_after(flipped_from, &units, 0, &scene, Flip::V);
     assert!(!crops.is_empty());
 }
 
