@@ -90,6 +90,10 @@ pub struct Daemon {
     hosts: HostPolicy,
     /// Refused hosts and origins are logged once a minute per address.
     refusal_log: LogThrottle,
+    /// What the port speaks (HTTP, HTTPS), shared by the connections.
+    transport: crate::transport::Policy,
+    /// Connections refused by the transport are logged once a minute per address.
+    transport_log: LogThrottle,
     www: Source,
     fanout_limits: Limits,
     started_us: u64,
@@ -259,6 +263,7 @@ impl Daemon {
                 HostPolicy::Any
             }
         };
+        let transport = setup::transport(&cfg, bound)?;
         let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let n_eyes = eyes.len();
         let mut d = Daemon {
@@ -275,6 +280,8 @@ impl Daemon {
             conns: Connections::new(n_eyes),
             hosts,
             refusal_log: LogThrottle::new(60_000_000),
+            transport,
+            transport_log: LogThrottle::new(60_000_000),
             www,
             fanout_limits,
             started_us: now,
@@ -325,10 +332,15 @@ impl Daemon {
                 }
             }
             for (&id, c) in &self.conns.map {
-                let write = !c.session.link().outbox.is_empty();
-                pollset.add(c.socket.as_fd(), Token::Client(id), c.session.wants_input(), write);
+                let (read, write) = c.interest();
+                pollset.add(c.socket.as_fd(), Token::Client(id), read, write);
             }
-            pollset.wait(-1, &mut ready).map_err(|e| format!("poll: {e}"))?;
+            // Input TLS already decrypted announces itself to no poll(): serve it now.
+            let buffered: Vec<u64> =
+                self.conns.map.iter().filter(|(_, c)| c.has_buffered_input()).map(|(&id, _)| id).collect();
+            pollset.wait(if buffered.is_empty() { -1 } else { 0 }, &mut ready).map_err(|e| format!("poll: {e}"))?;
+            let readable = Ready { readable: true, writable: false, hangup: false };
+            ready.extend(buffered.into_iter().map(|id| (Token::Client(id), readable)));
             for &(token, r) in &ready {
                 let now = monotonic_us();
                 self.dispatch(token, r, now);
