@@ -252,6 +252,7 @@ impl Daemon {
             Some(d) => Source::Dir(d.clone()),
             None => Source::Embedded,
         };
+        let transport = setup::transport(&cfg, bound)?;
         crate::info!("listening on http://{bound}/ (control socket {})", control.path().display());
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
@@ -263,7 +264,6 @@ impl Daemon {
                 HostPolicy::Any
             }
         };
-        let transport = setup::transport(&cfg, bound)?;
         let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let n_eyes = eyes.len();
         let mut d = Daemon {
