@@ -7,9 +7,10 @@ RUN_ARGS ?= --camera synthetic
 
 # Debian packages: nasm makes OpenH264 use its x86 assembly (without it the build silently
 # falls back to plain C, ~2x slower); ffmpeg/ffprobe check streams; chromium drives the viewer;
-# python3-venv holds the WebSocket conformance client (Python `websockets`, from PyPI).
+# python3-venv holds the WebSocket conformance client (Python `websockets`, from PyPI); curl
+# checks HTTPS against the generated certificate.
 BUILD_PACKAGES := nasm pkg-config
-TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium python3-venv
+TEST_PACKAGES := $(BUILD_PACKAGES) ffmpeg chromium python3-venv curl
 CONFORMANCE_VENV := target/conformance-venv
 
 .PHONY: run test lint unit test-hostile browser conformance fuzz bench deps-build deps-test deps-fuzz clean test-v4l2-vm test-vm

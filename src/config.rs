@@ -90,6 +90,10 @@ pub struct Config {
     pub timeouts: crate::limits::Timeouts,
     /// A video viewer that takes no data for this long is disconnected.
     pub viewer_timeout_us: u64,
+    /// `--tls`: HTTPS beside HTTP on the same port, off, or HTTPS only.
+    pub tls: crate::transport::TlsMode,
+    /// `--tls-cert`, `--tls-key`: the user's own certificate; None: one made and kept beside the state.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
     /// Flags given on the command line (they win over the state file).
     pub explicit: Vec<&'static str>,
 }
@@ -135,6 +139,8 @@ impl Default for Config {
             control_group: None,
             timeouts: crate::limits::Timeouts::default(),
             viewer_timeout_us: crate::stream::fanout::Limits::default().stuck_us,
+            tls: crate::transport::TlsMode::Auto,
+            tls_files: None,
             explicit: Vec::new(),
         }
     }
@@ -202,6 +208,11 @@ options:
   --allowed-hosts NAMES extra host names browsers may use to reach pieyes, comma-separated
                         (IP addresses, localhost, this machine's hostname and hostname.local
                         always work); `any` turns the Host check off (behind a proxy)
+  --tls MODE            auto | off | only: HTTPS on the same port as HTTP (default auto; the
+                        first byte of a connection tells them apart), no HTTPS, or HTTPS only
+  --tls-cert PATH       the certificate (PEM) HTTPS is served with, with --tls-key PATH (its
+                        private key); default: a self-signed one made on first start for this
+                        machine's names and addresses, kept beside the state file
   --control-group NAME  group of the control socket (mode 0660; default: the daemon's group)
   --header-timeout S    a request head must arrive within S seconds, else 408 (default 10)
   --idle-timeout S      idle keep-alive HTTP connections close after S seconds (default 60)
@@ -277,6 +288,7 @@ fn check_token(t: &str) -> Result<String, String> {
 pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
     let mut cfg = Config::default();
     let mut list = false;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -333,6 +345,9 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--viewer-timeout",
             "--token-scope",
             "--allowed-hosts",
+            "--tls",
+            "--tls-cert",
+            "--tls-key",
         ];
         if let Some(f) = FLAGS.iter().find(|f| **f == flag) {
             cfg.explicit.push(f);
@@ -408,6 +423,16 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     Some(names)
                 }
             }
+            "--tls" => {
+                cfg.tls = match value.as_str() {
+                    "auto" => crate::transport::TlsMode::Auto,
+                    "off" => crate::transport::TlsMode::Off,
+                    "only" => crate::transport::TlsMode::Only,
+                    _ => return Err(format!("--tls: expected auto, off or only, got {value:?}")),
+                }
+            }
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value)),
             "--control-group" => cfg.control_group = Some(value),
             "--header-timeout" => cfg.timeouts.header_us = (parse_num(flag, &value, 0.1, 3600.0)? * 1e6) as u64,
             "--idle-timeout" => cfg.timeouts.idle_us = (parse_num(flag, &value, 0.1, 86400.0)? * 1e6) as u64,
@@ -416,6 +441,11 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
         }
         i += 1;
     }
+    cfg.tls_files = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
     if cfg.token_scope == crate::access::TokenScope::View && cfg.token.is_none() {
         return Err("--token-scope view needs --token or --token-file".into());
     }
@@ -469,6 +499,12 @@ mod tests {
     #[test]
     fn bad_flags_are_errors() {
         assert!(parse_args(&args("--token short")).is_err());
+        let Ok(Invocation::Run(c)) = parse_args(&args("--tls only --tls-cert c.pem --tls-key k.pem")) else {
+            panic!("TLS flags")
+        };
+        assert_eq!((c.tls, c.tls_files), (crate::transport::TlsMode::Only, Some(("c.pem".into(), "k.pem".into()))));
+        assert!(parse_args(&args("--tls-cert c.pem")).unwrap_err().contains("go together"));
+        assert!(parse_args(&args("--tls maybe")).is_err());
         assert!(parse_args(&args("--token-file /nonexistent/file")).is_err());
         for bad in [
             "--fps 0",

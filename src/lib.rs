@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod session;
 pub mod stats;
 pub mod stream;
+pub mod transport;
 // The kernel corner: the one module allowed `unsafe` (besides the FFI sites in
 // `camera::libcamera` and `encoder::software`), each block with a `// SAFETY:` line.
 #[allow(unsafe_code)]

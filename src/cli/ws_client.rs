@@ -24,8 +24,10 @@ pub enum Msg {
 }
 
 pub struct WsClient {
-    /// The socket, for tests that set timeouts or write raw bytes.
+    /// The socket, for tests that set timeouts or write raw bytes (plain connections).
     pub stream: TcpStream,
+    /// TLS over a clone of `stream` (`connect_tls`).
+    tls: Option<Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>>,
     ws: Connection,
     /// Bytes read and not yet consumed by `ws`.
     input: Vec<u8>,
@@ -47,34 +49,91 @@ fn random_u64() -> u64 {
 impl WsClient {
     /// Connect and upgrade `path`; `extra_headers` are raw `Name: value\r\n` lines.
     pub fn connect(addr: SocketAddr, path: &str, extra_headers: &str) -> Result<WsClient> {
-        let mut stream = TcpStream::connect(addr)?;
+        Self::open(addr, None, path, extra_headers)
+    }
+
+    /// The same over TLS (`wss://`): the server's certificate must be `ca_pem` (pieyes' own
+    /// self-signed one, or the CA of the one it was given) and name `server_name`.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        ca_pem: &[u8],
+        path: &str,
+        extra_headers: &str,
+    ) -> Result<WsClient> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(c.map_err(|e| bad(format!("certificate: {e}")))?).map_err(|e| bad(e.to_string()))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| bad(e.to_string()))?;
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).map_err(|e| bad(e.to_string()))?;
+        Self::open(addr, Some(conn), path, extra_headers)
+    }
+
+    fn open(addr: SocketAddr, tls: Option<rustls::ClientConnection>, path: &str, extra: &str) -> Result<WsClient> {
+        let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let tls = match tls {
+            Some(c) => Some(Box::new(rustls::StreamOwned::new(c, stream.try_clone()?))),
+            None => None,
+        };
+        let mut client = WsClient {
+            stream,
+            tls,
+            ws: Connection::new(Role::Client, MAX_MESSAGE),
+            input: Vec::new(),
+            chunk: vec![0u8; 256 * 1024],
+        };
+        client.upgrade(addr, path, extra)?;
+        Ok(client)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.tls {
+            Some(t) => t.write_all(bytes),
+            None => self.stream.write_all(bytes),
+        }
+    }
+
+    fn read_some(&mut self) -> Result<usize> {
+        match &mut self.tls {
+            Some(t) => t.read(&mut self.chunk),
+            None => self.stream.read(&mut self.chunk),
+        }
+    }
+
+    fn upgrade(&mut self, addr: SocketAddr, path: &str, extra_headers: &str) -> Result<()> {
         let nonce = [random_u64().to_le_bytes(), random_u64().to_le_bytes()].concat();
         let key = handshake::client_key(nonce.try_into().expect("16 bytes"));
-        stream.write_all(handshake::client_request(&addr.to_string(), path, &key, extra_headers).as_bytes())?;
-        let mut input = Vec::new();
-        let mut chunk = vec![0u8; 256 * 1024];
+        self.write_all(handshake::client_request(&addr.to_string(), path, &key, extra_headers).as_bytes())?;
         let end = loop {
-            if let Some(p) = input.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(p) = self.input.windows(4).position(|w| w == b"\r\n\r\n") {
                 break p + 4;
             }
-            let n = stream.read(&mut chunk)?;
+            let n = self.read_some()?;
             if n == 0 {
-                return Err(bad(format!("closed during handshake: {}", String::from_utf8_lossy(&input))));
+                return Err(bad(format!("closed during handshake: {}", String::from_utf8_lossy(&self.input))));
             }
-            input.extend_from_slice(&chunk[..n]);
+            self.input.extend_from_slice(&self.chunk[..n]);
         };
-        handshake::check_response(&input[..end], &key).map_err(|e| bad(format!("ws://{addr}{path}: {e}")))?;
-        input.drain(..end);
-        let ws = Connection::new(Role::Client, MAX_MESSAGE).with_mask_seed(random_u64() as u32);
-        Ok(WsClient { stream, ws, input, chunk })
+        handshake::check_response(&self.input[..end], &key).map_err(|e| bad(format!("ws://{addr}{path}: {e}")))?;
+        self.input.drain(..end);
+        self.ws = Connection::new(Role::Client, MAX_MESSAGE).with_mask_seed(random_u64() as u32);
+        Ok(())
     }
 
     /// Write what the protocol wants sent (pongs, the answering close).
     fn flush(&mut self) -> Result<()> {
         while let Some(f) = self.ws.take_outgoing() {
-            self.stream.write_all(&f)?;
+            self.write_all(&f)?;
         }
         Ok(())
     }
@@ -93,7 +152,7 @@ impl WsClient {
                 Ok(None) => {}
                 Err(e) => return Err(bad(format!("bad frame from the server: {} (close {})", e.reason, e.code))),
             }
-            match self.stream.read(&mut self.chunk) {
+            match self.read_some() {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.input.extend_from_slice(&self.chunk[..n]),
                 Err(e) => return Err(e),
@@ -103,7 +162,7 @@ impl WsClient {
 
     pub fn send_text(&mut self, t: &str) -> Result<()> {
         match self.ws.message(Opcode::Text, t.as_bytes()) {
-            Some(f) => self.stream.write_all(&f),
+            Some(f) => self.write_all(&f),
             None => Err(Error::new(ErrorKind::BrokenPipe, "the connection is closing: nothing more may be sent")),
         }
     }

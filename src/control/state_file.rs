@@ -158,6 +158,12 @@ pub fn load(path: &Path, base: SavedState) -> Loaded {
 /// file is created new (`O_EXCL`) and never through a symlink (`O_NOFOLLOW`): something
 /// planted at its name makes the save fail with a clear error instead of writing elsewhere.
 pub fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    save_atomic_mode(path, contents, 0o644)
+}
+
+/// `save_atomic` with the file's permission bits (0600 for a private key: never readable by
+/// others, not even for a moment).
+pub fn save_atomic_mode(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -170,7 +176,7 @@ pub fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o644)
+        .mode(mode)
         .open(&tmp)
     {
         Ok(f) => f,

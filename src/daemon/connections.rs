@@ -30,6 +30,7 @@ use crate::stream::fanout::Offer;
 use crate::stream::outbox::MAX_SLICES;
 use crate::stream::wire::Packet;
 use crate::sys::socket::send_vectored;
+use crate::transport::{Input, PLAIN_REFUSAL, Refused, Transport};
 use crate::ws::frame::close;
 
 /// Kernel send buffer of a video viewer's socket: a few frames, well under a second. A small
@@ -55,7 +56,7 @@ impl AsFd for Socket {
     }
 }
 
-impl Socket {
+impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.read(buf),
@@ -64,8 +65,25 @@ impl Socket {
     }
 }
 
+/// Writes never raise SIGPIPE and never block (`send_vectored`).
+impl std::io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        send_vectored(&*self, &[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        send_vectored(&*self, bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct Conn {
     pub socket: Socket,
+    /// Plain or TLS, under the session.
+    pub transport: Transport,
     /// The peer's address (TCP only), for the per-address budget.
     pub addr: Option<IpAddr>,
     pub session: Session,
@@ -82,6 +100,20 @@ pub struct Connections {
     /// Connections to serve on the next turn of the loop without waiting for an event.
     pub again: Vec<u64>,
     scratch: Vec<u8>,
+}
+
+impl Conn {
+    /// What poll() should wait for: input the session (or a TLS handshake) wants, output queued
+    /// in the session's outbox or in TLS.
+    pub fn interest(&self) -> (bool, bool) {
+        let read = self.session.wants_input() || self.transport.is_handshaking();
+        (read, !self.session.link().outbox.is_empty() || self.transport.wants_write())
+    }
+
+    /// Decrypted input no socket event will announce, and a session that takes it.
+    pub fn has_buffered_input(&self) -> bool {
+        self.transport.has_buffered_input() && self.session.wants_input()
+    }
 }
 
 impl Connections {
@@ -153,7 +185,9 @@ impl Daemon {
             }
             let _ = crate::sys::socket::set_nodelay(&s);
             let session = Session::Http(HttpSession::new(addr.to_string(), now, self.cfg.timeouts));
-            let id = self.conns.insert(Conn { socket: Socket::Tcp(s), addr: Some(addr.ip()), session });
+            let conn =
+                Conn { socket: Socket::Tcp(s), transport: Transport::sniffing(), addr: Some(addr.ip()), session };
+            let id = self.conns.insert(conn);
             crate::debug!("client {id}: connected from {addr}");
         }
     }
@@ -179,7 +213,8 @@ impl Daemon {
                 continue;
             }
             let session = Session::ControlLine(ControlLineSession::new("unix".into(), now));
-            let id = self.conns.insert(Conn { socket: Socket::Unix(s), addr: None, session });
+            let id =
+                self.conns.insert(Conn { socket: Socket::Unix(s), transport: Transport::plain(), addr: None, session });
             crate::debug!("client {id}: control socket connection");
         }
     }
@@ -194,16 +229,17 @@ impl Daemon {
                 let scratch = &mut self.conns.scratch;
                 let mut total = 0;
                 while total < READ_BUDGET && c.session.wants_input() {
-                    match c.socket.read(scratch) {
-                        Ok(0) => {
+                    match c.transport.read(&mut c.socket, &self.transport, scratch) {
+                        Ok(Input::Eof) => {
                             c.session.handle_eof();
                             break;
                         }
-                        Ok(n) => {
+                        Ok(Input::Data(n)) => {
                             c.session.handle_input(&scratch[..n], now);
                             total += n;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Ok(Input::WouldBlock) => break,
+                        Ok(Input::Refused(why)) => return self.refuse_transport(id, why, now),
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(e) => {
                             crate::debug!("client {id}: read: {e}");
@@ -248,6 +284,26 @@ impl Daemon {
         for id in std::mem::take(&mut self.conns.again) {
             self.client_ready(id, Ready::default(), now);
         }
+    }
+
+    /// The transport refused the connection (plain HTTP to a TLS-only port, bad TLS): one log
+    /// line (throttled per address), a best-effort answer, then it is dropped.
+    fn refuse_transport(&mut self, id: u64, why: Refused, now: u64) {
+        let Some(c) = self.conns.map.get_mut(&id) else { return };
+        match why {
+            Refused::PlainToTlsOnly => {
+                let _ = std::io::Write::write(&mut c.socket, PLAIN_REFUSAL);
+            }
+            Refused::Tls(_) => {
+                let _ = c.transport.flush(&mut c.socket); // the alert rustls made, if it can go
+            }
+        }
+        let (addr, peer) = (c.addr, c.session.link().peer.clone());
+        if self.transport_log.should_log(addr, now) {
+            crate::warn!("client {id} ({peer}) refused: {why}");
+        }
+        self.conns.refused += 1;
+        self.drop_conn(id, "refused by the transport");
     }
 
     /// Do what the session asks until it asks nothing more; how many asks there were.
@@ -443,10 +499,18 @@ impl Daemon {
         };
         let eyes = &mut self.eyes;
         let mut written = 0;
+        match c.transport.flush(&mut c.socket) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return 0,
+            Err(e) => {
+                self.drop_conn(id, &format!("write failed: {e}"));
+                return 0;
+            }
+        }
         while !c.session.link().outbox.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = c.session.link().outbox.slices(&mut slices);
-            match send_vectored(&c.socket, &slices[..n]) {
+            match c.transport.write(&mut c.socket, &slices[..n]) {
                 Ok(0) => break,
                 Ok(k) => {
                     written += k;
@@ -581,6 +645,11 @@ impl Daemon {
             .collect();
         for id in due {
             let c = self.conns.map.get_mut(&id).expect("listed");
+            if c.transport.is_handshaking() {
+                // No request can come before the handshake, and no answer can go: just drop.
+                self.refuse_transport(id, Refused::Tls("the handshake did not finish in time".into()), now);
+                continue;
+            }
             match c.session.handle_timeout(now) {
                 Some(why) => self.drop_conn(id, why),
                 None => self.client_ready(id, Ready::default(), now),

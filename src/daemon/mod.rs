@@ -91,6 +91,10 @@ pub struct Daemon {
     hosts: HostPolicy,
     /// Refused hosts and origins are logged once a minute per address.
     refusal_log: LogThrottle,
+    /// What the port speaks (HTTP, HTTPS), shared by the connections.
+    transport: crate::transport::Policy,
+    /// Connections refused by the transport are logged once a minute per address.
+    transport_log: LogThrottle,
     www: Source,
     fanout_limits: Limits,
     started_us: u64,
@@ -249,6 +253,7 @@ impl Daemon {
             Some(d) => Source::Dir(d.clone()),
             None => Source::Embedded,
         };
+        let transport = setup::transport(&cfg, bound)?;
         crate::info!("listening on http://{bound}/ (control socket {})", control.path().display());
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
@@ -276,6 +281,8 @@ impl Daemon {
             conns: Connections::new(n_eyes),
             hosts,
             refusal_log: LogThrottle::new(60_000_000),
+            transport,
+            transport_log: LogThrottle::new(60_000_000),
             www,
             fanout_limits,
             started_us: now,
@@ -328,11 +335,16 @@ impl Daemon {
                 pollset.add(p.camera.completion_fd(), Token::Camera(p.index), true, false);
             }
             for (&id, c) in &self.conns.map {
-                let write = !c.session.link().outbox.is_empty();
-                pollset.add(c.socket.as_fd(), Token::Client(id), c.session.wants_input(), write);
+                let (read, write) = c.interest();
+                pollset.add(c.socket.as_fd(), Token::Client(id), read, write);
             }
-            let timeout = if self.conns.again.is_empty() { -1 } else { 0 };
+            // Input TLS already decrypted announces itself to no poll(): serve it now.
+            let buffered: Vec<u64> =
+                self.conns.map.iter().filter(|(_, c)| c.has_buffered_input()).map(|(&id, _)| id).collect();
+            let timeout = if buffered.is_empty() && self.conns.again.is_empty() { -1 } else { 0 };
             pollset.wait(timeout, &mut ready).map_err(|e| format!("poll: {e}"))?;
+            let readable = Ready { readable: true, writable: false, hangup: false };
+            ready.extend(buffered.into_iter().map(|id| (Token::Client(id), readable)));
             for &(token, r) in &ready {
                 let now = monotonic_us();
                 self.dispatch(token, r, now);

@@ -237,3 +237,51 @@ pub fn open_encoder(
         },
     }
 }
+
+// ---- the transport (--tls, --tls-cert, --tls-key) ----
+
+/// What the port speaks, and the certificate HTTPS is served with: the user's own, or the one
+/// kept beside the state (made on first start). Its SHA-256 fingerprint is logged, so a user
+/// can compare it with what the browser shows before trusting it.
+pub fn transport(cfg: &Config, bound: std::net::SocketAddr) -> Result<crate::transport::Policy, String> {
+    use crate::transport::{Policy, TlsMode, cert};
+    if cfg.tls == TlsMode::Off {
+        return Ok(Policy::default());
+    }
+    let id = match &cfg.tls_files {
+        Some((c, k)) => {
+            let id = cert::load(c, k).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+            crate::info!("tls: certificate {}", c.display());
+            id
+        }
+        None => {
+            let host = crate::access::machine_hostname();
+            let mut names: Vec<String> = Vec::new();
+            if !host.is_empty() && rustls::pki_types::ServerName::try_from(host.as_str()).is_ok() {
+                names.push(host.clone());
+                names.push(format!("{host}.local"));
+            }
+            names.push("localhost".into());
+            let addresses = crate::sys::socket::local_addresses();
+            let (id, origin) = cert::load_or_make(&cfg.state, &names, &addresses)?;
+            let (path, _) = cert::paths_beside(&cfg.state);
+            match origin {
+                cert::Origin::Kept => crate::info!("tls: certificate {} (kept from an earlier start)", path.display()),
+                cert::Origin::Made => crate::info!(
+                    "tls: made a self-signed certificate {} for {} and {addresses:?}",
+                    path.display(),
+                    names.join(", ")
+                ),
+                cert::Origin::Renewed(why) => crate::warn!(
+                    "tls: made a new self-signed certificate {} ({why}); browsers will ask to proceed again",
+                    path.display()
+                ),
+            }
+            id
+        }
+    };
+    crate::info!("tls: certificate SHA-256 fingerprint {}", id.fingerprint());
+    let how = if cfg.tls == TlsMode::Only { "only https" } else { "https and http" };
+    crate::info!("tls: {how} on port {}", bound.port());
+    Ok(Policy { tls: Some(cert::server_config(&id)?), tls_only: cfg.tls == TlsMode::Only })
+}

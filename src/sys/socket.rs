@@ -26,3 +26,28 @@ pub fn set_send_buffer(fd: impl AsFd, bytes: usize) -> std::io::Result<()> {
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &bytes)?;
     Ok(())
 }
+
+/// This machine's IPv4 and IPv6 addresses (getifaddrs), loopback included, without link-local
+/// IPv6 ones (no browser reaches those by URL); empty if they cannot be listed.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let Ok(list) = nix::ifaddrs::getifaddrs() else { return out };
+    for ifa in list {
+        let Some(a) = ifa.address else { continue };
+        let ip = if let Some(v4) = a.as_sockaddr_in() {
+            std::net::IpAddr::V4(v4.ip())
+        } else if let Some(v6) = a.as_sockaddr_in6() {
+            let ip = v6.ip();
+            if ip.segments()[0] & 0xffc0 == 0xfe80 {
+                continue;
+            }
+            std::net::IpAddr::V6(ip)
+        } else {
+            continue;
+        };
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
