@@ -987,6 +987,13 @@ impl LibcameraEye {
             Verdict::Failed(why) => return out.push(self.failed(r, why)),
             Verdict::ErrorState { restart_in_us, first } => {
                 self.error_state = Some((restart_in_us, first));
+                // The cancellations that led here (the Pi cancels them all at once, so they are in
+                // this drain) are the error state too: health reports that, once.
+                for c in out.iter_mut() {
+                    if c.status == FrameStatus::Failed(completion::CANCELLED.to_string()) {
+                        c.status = FrameStatus::Failed(completion::ERROR_STATE.to_string());
+                    }
+                }
                 return out.push(self.failed(r, completion::ERROR_STATE));
             }
             Verdict::Parked => unreachable!("handled above"),

@@ -69,7 +69,7 @@ pub fn describe(plan: &Plan) -> String {
 
 /// Frames a synchronising camera holds back before giving up on `SyncReady` (the cameras then
 /// stream unsynchronised rather than not at all).
-pub const READY_PATIENCE: u32 = 600;
+pub const READY_PATIENCE: u32 = 150;
 
 /// Holds a synchronising camera's frames back until `SyncReady`.
 #[derive(Debug, Default)]
