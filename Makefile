@@ -115,11 +115,15 @@ fuzz: deps-fuzz
 test-vm:
 	$(SUDO) env CARGO_BUILD_JOBS=$${CARGO_BUILD_JOBS:-2} vm/test-vm.sh
 
-## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/
+## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/;
+## the browser's capture→paint next to the minimal pipeline (PIEYES_FLOOR, ../shared/floor), and
+## over a shaped lossy link in network namespaces of its own (root: tests/browser/lossy-link.sh)
+PIEYES_FLOOR ?= $(firstword $(wildcard $(abspath ../shared/floor) /work/shared/floor))
 bench: deps-test
 	$(CARGO) build --release --benches
 	$(CARGO) bench --bench daemon
-	cd tests/browser && node latency.bench.mjs
+	cd tests/browser && PIEYES_FLOOR=$(PIEYES_FLOOR) node latency.bench.mjs
+	$(SUDO) env PATH="$$PATH" tests/browser/lossy-link.sh
 
 ## make aarch64: the release binary for a 64-bit Pi, its tests run under qemu: every unit test,
 ## and the end-to-end streaming and sd_notify tests against the ARM daemon. The suites that

@@ -36,6 +36,9 @@ class LatencyProbe {
     this.gaps = this.eyes.map(() => 0);
     this.paintedAt = this.eyes.map(() => new Map()); // sequence → paint time (ms)
     this.skew = [];
+    // Per eye, where capture→paint went: to the message event, in the decoder, in drawImage.
+    this.stages = this.eyes.map(() => ({ toMessage: [], decode: [], draw: [] }));
+    this.series = this.eyes.map(() => []); // [daemon clock ms, capture→paint ms] per paint, the last 3000
   }
 
   sample(eye) {
@@ -46,7 +49,18 @@ class LatencyProbe {
       this.unreadable[i]++;
       return;
     }
-    this.lat[i].push((this.control.daemonNowUs() - s.captureUs) / 1000);
+    const daemonMs = this.control.daemonNowUs() / 1000;
+    const toDaemonMs = daemonMs - now; // page clock → daemon clock, ms
+    this.lat[i].push(daemonMs - s.captureUs / 1000);
+    this.series[i].push([daemonMs, daemonMs - s.captureUs / 1000]);
+    if (this.series[i].length > 3000) this.series[i].shift();
+    const p = eye.lastPaint;
+    if (p && p.recvMs !== null && p.seq === s.sequence) {
+      const st = this.stages[i];
+      st.toMessage.push(p.recvMs + toDaemonMs - s.captureUs / 1000);
+      st.decode.push(p.outMs - p.recvMs);
+      st.draw.push(p.drawnMs - p.outMs);
+    }
     if (this.lastSeq[i] !== null && s.sequence > this.lastSeq[i] + 1) this.gaps[i] += s.sequence - this.lastSeq[i] - 1;
     this.lastSeq[i] = s.sequence;
     this.paintedAt[i].set(s.sequence, now);
@@ -65,6 +79,8 @@ class LatencyProbe {
     return {
       eyes: this.eyes.map((e, i) => ({
         ...LatencyProbe.summary(this.lat[i]), unreadable: this.unreadable[i], frameGaps: this.gaps[i],
+        series: this.series[i],
+        stages: Object.fromEntries(Object.entries(this.stages[i]).map(([k, v]) => [k, LatencyProbe.summary(v)])),
       })),
       skew: LatencyProbe.summary(this.skew),
     };

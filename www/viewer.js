@@ -71,8 +71,8 @@ class Eye {
     this.latencies = [];
     this.lastSeq = null;
     this.lastHeader = null;
-    this.lastPaint = null; // { seq, captureUs, latencyMs } of the frame on screen
-    this.seqOf = new Map(); // capture time → sequence, for frames in the decoder
+    this.lastPaint = null; // { seq, captureUs, latencyMs, recvMs, outMs, drawnMs } of the frame on screen
+    this.seqOf = new Map(); // capture time → { seq, recvMs }, for frames in the decoder
     this.windowStart = performance.now();
     this.windowPainted = 0;
     this.windowBytes = 0;
@@ -170,6 +170,7 @@ class Eye {
   }
 
   onVideo(buf) {
+    const recvMs = performance.now();
     const h = parseHeader(buf);
     if (!h) return;
     this.received++;
@@ -205,16 +206,22 @@ class Eye {
     }
     this.lastHeader = h;
     if (this.seqOf.size > 64) this.seqOf.clear();
-    this.seqOf.set(h.captureUs, h.seq);
+    this.seqOf.set(h.captureUs, { seq: h.seq, recvMs });
     this.decoder.decode(new EncodedVideoChunk({ type: h.key ? 'key' : 'delta', timestamp: h.captureUs, data: h.payload }));
   }
 
   paint(frame) {
+    const outMs = performance.now();
     this.ctx.drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+    const drawnMs = performance.now();
     const lat = (this.control.daemonNowUs() - frame.timestamp) / 1000;
-    const seq = this.seqOf.get(frame.timestamp);
+    const sent = this.seqOf.get(frame.timestamp);
     this.seqOf.delete(frame.timestamp);
-    this.lastPaint = { seq: seq === undefined ? null : seq, captureUs: frame.timestamp, latencyMs: lat };
+    // Where the time went (page clock, ms): message received, decoder output, drawn.
+    this.lastPaint = {
+      seq: sent ? sent.seq : null, captureUs: frame.timestamp, latencyMs: lat,
+      recvMs: sent ? sent.recvMs : null, outMs, drawnMs,
+    };
     if (this.onPaintHook) this.onPaintHook(this, frame);
     frame.close();
     this.figure.classList.remove('stale');

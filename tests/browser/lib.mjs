@@ -15,11 +15,13 @@ export function binary() {
   return process.env.PIEYES_BIN || join(root, 'target', 'release', 'pieyes');
 }
 
-// Start pieyes on an ephemeral port; resolves with { url, control, proc, log() }.
-export function startDaemon(args = []) {
+// Start pieyes on an ephemeral port; resolves with { url, control, proc, log() }. `listen`: the
+// address; `wrap`: a command in front of the binary (`ip netns exec NS` for the lossy-link bench).
+export function startDaemon(args = [], { listen = '127.0.0.1', wrap = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'pieyes-browser-'));
   const control = join(dir, 'ctl.sock');
-  const proc = spawn(binary(), ['--listen', '127.0.0.1:0', '--camera', 'synthetic', '--control', control, '--state', join(dir, 'state.conf'), ...args], {
+  const argv = [binary(), '--listen', listen + ':0', '--camera', 'synthetic', '--control', control, '--state', join(dir, 'state.conf'), ...args];
+  const proc = spawn(wrap.length ? wrap[0] : argv[0], [...wrap.slice(1), ...(wrap.length ? argv : argv.slice(1))], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -40,14 +42,14 @@ export function startDaemon(args = []) {
   });
 }
 
-export async function launch() {
+export async function launch(extraArgs = []) {
   const profile = mkdtempSync(join(tmpdir(), 'pieyes-chromium-'));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1280, height: 800 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
   return { ctx, close: async () => { await ctx.close(); rmSync(profile, { recursive: true, force: true }); } };
 }
