@@ -7,7 +7,8 @@
 //!   connection role), `control` (the language: commands, replies, events, the state file),
 //!   `controller` (the commanded state and per-frame policy), `access`, `eyes` (crop maths,
 //!   movement plans), `stream` (wire header, fan-out), `json`, `metrics`, `health`.
-//! - The fds: `daemon` (the loop: sockets, listeners, dispatch), `pipeline` (each eye's
+//! - The fds: `daemon` (the loop: sockets, listeners, dispatch), `backends` (choosing and
+//!   opening cameras and encoders), `transport` (plain or TLS), `pipeline` (each eye's
 //!   camera and encoder buffers), `camera` and `encoder` backends (threads, V4L2, libcamera),
 //!   `control::socket` and `control::saver` (the control socket's file, state writes on a
 //!   worker), `sys` (the kernel corner: every syscall wrapper with `unsafe`).
@@ -18,6 +19,7 @@
 pub mod log;
 
 pub mod access;
+pub mod backends;
 pub mod camera;
 pub mod cli;
 pub mod config;

@@ -19,7 +19,7 @@ fn main() {
             println!("pieyes {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Ok(Invocation::ListCameras(cfg)) => match pieyes::daemon::list_cameras(&cfg) {
+        Ok(Invocation::ListCameras(cfg)) => match pieyes::backends::list_cameras(&cfg) {
             Ok(text) => {
                 print!("{text}");
                 0

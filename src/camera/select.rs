@@ -1,6 +1,6 @@
 //! Which cameras become the eyes: `--camera auto|libcamera|synthetic`, `--cameras A,B` (index,
 //! id or model), `--mono`. Pure decisions over the list libcamera enumerated, so every rule is a
-//! unit test; `daemon::setup` does the opening.
+//! unit test; `backends` does the opening.
 //!
 //! Eye order is rpicam-apps' camera order, so `pieyes --list-cameras`, `rpicam-hello
 //! --list-cameras` and the eyes agree: USB (UVC) cameras are left out (a webcam plugged in

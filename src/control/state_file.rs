@@ -216,6 +216,35 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("/var/lib/pieyes/state.conf")
 }
 
+/// The saved defaults, with the flags given on the command line winning over them.
+pub fn load_with_flags(cfg: &crate::config::Config) -> SavedState {
+    let base = SavedState::defaults(cfg.fps, cfg.bitrate);
+    let mut saved = match load(&cfg.state, base) {
+        Loaded::Missing => {
+            crate::info!("no saved state at {}: starting with defaults", cfg.state.display());
+            base
+        }
+        Loaded::State(s) => {
+            crate::info!("restored saved state from {}", cfg.state.display());
+            s
+        }
+        Loaded::Unusable(why) => {
+            crate::error!(
+                "state file {} is unusable ({why}): starting with defaults; the file is left as it is until the next save",
+                cfg.state.display()
+            );
+            base
+        }
+    };
+    if cfg.is_explicit("--fps") {
+        saved.fps = cfg.fps;
+    }
+    if cfg.is_explicit("--bitrate") {
+        saved.eyes.iter_mut().for_each(|e| e.bitrate = cfg.bitrate);
+    }
+    saved
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,6 @@
 //! fsync) lives on threads that ring eventfds.
 
 mod connections;
-mod setup;
-pub use setup::list_cameras;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -16,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::{self, HostPolicy, LogThrottle};
+use crate::backends;
 use crate::config::{Config, gop_frames};
 use crate::control::saver::Saver;
 use crate::control::socket::ControlSocket;
-use crate::control::state_file::{self, Loaded, SavedState};
+use crate::control::state_file;
 use crate::controller::report::{EyeMeasured, Measured, ViewerMeasured};
 use crate::controller::{Controller, Plant, Setup};
 use crate::encoder::EncoderConfig;
@@ -32,6 +31,7 @@ use crate::session::Session;
 use crate::stream::fanout::Limits;
 use crate::stream::wire::Packet;
 use crate::sys::clock::monotonic_us;
+use crate::sys::fd_reserve::FdReserve;
 use crate::sys::signals::ShutdownSignals;
 use crate::sys::timer::Timer;
 use connections::Connections;
@@ -43,35 +43,6 @@ const SHUTDOWN_GRACE_US: u64 = 1_000_000;
 const ACCEPT_BACKOFF_US: u64 = 200_000;
 /// Fds kept open (on /dev/null) to give up for the control socket when the process runs out.
 const FD_RESERVE: usize = 2;
-
-/// Spare fds: released one at a time when the control socket must accept with none left,
-/// taken back by housekeeping once fds are free again.
-struct FdReserve {
-    fds: Vec<std::fs::File>,
-    want: usize,
-}
-
-impl FdReserve {
-    fn new(want: usize) -> FdReserve {
-        let mut r = FdReserve { fds: Vec::new(), want };
-        r.refill();
-        r
-    }
-
-    /// Give one fd back to the process; false when none is left.
-    fn release(&mut self) -> bool {
-        self.fds.pop().is_some()
-    }
-
-    fn refill(&mut self) {
-        while self.fds.len() < self.want {
-            match std::fs::File::open("/dev/null") {
-                Ok(f) => self.fds.push(f),
-                Err(_) => return,
-            }
-        }
-    }
-}
 
 pub struct Daemon {
     cfg: Config,
@@ -160,35 +131,6 @@ impl Plant for PlantView<'_> {
     }
 }
 
-/// The saved defaults, with the flags given on the command line winning over them.
-fn load_state(cfg: &Config) -> SavedState {
-    let base = SavedState::defaults(cfg.fps, cfg.bitrate);
-    let mut saved = match state_file::load(&cfg.state, base) {
-        Loaded::Missing => {
-            crate::info!("no saved state at {}: starting with defaults", cfg.state.display());
-            base
-        }
-        Loaded::State(s) => {
-            crate::info!("restored saved state from {}", cfg.state.display());
-            s
-        }
-        Loaded::Unusable(why) => {
-            crate::error!(
-                "state file {} is unusable ({why}): starting with defaults; the file is left as it is until the next save",
-                cfg.state.display()
-            );
-            base
-        }
-    };
-    if cfg.is_explicit("--fps") {
-        saved.fps = cfg.fps;
-    }
-    if cfg.is_explicit("--bitrate") {
-        saved.eyes.iter_mut().for_each(|e| e.bitrate = cfg.bitrate);
-    }
-    saved
-}
-
 impl Daemon {
     pub fn new(cfg: Config) -> Result<Daemon, String> {
         // Before any thread exists, so every thread inherits the blocked mask.
@@ -201,13 +143,13 @@ impl Daemon {
         let bound = http.local_addr().map_err(|e| e.to_string())?;
         let control = ControlSocket::bind(&cfg.control, cfg.control_group.as_deref())?;
 
-        let saved = load_state(&cfg);
+        let saved = state_file::load_with_flags(&cfg);
         let fps = saved.fps;
         let faults: SharedFaults = Arc::new(Faults { list: cfg.faults.clone(), origin_us: monotonic_us() });
         if !faults.is_empty() {
             crate::warn!("fault injection on: {:?}", faults.list);
         }
-        let cams = setup::open_cameras(&cfg, fps, &faults)?;
+        let cams = backends::open_cameras(&cfg, fps, &faults)?;
         let now = monotonic_us();
         let mut eyes = Vec::new();
         let mut setup_eyes = Vec::new();
@@ -220,7 +162,7 @@ impl Daemon {
                 bitrate_bps: saved.eyes[i.min(1)].bitrate,
                 gop_frames: gop_frames(cfg.gop_seconds, fps),
             };
-            let encoder = setup::open_encoder(&cfg, i as u8, enc_cfg, &faults)?;
+            let encoder = backends::open_encoder(&cfg, i as u8, enc_cfg, &faults)?;
             crate::info!(
                 "eye {i}: camera {} sensor {}x{} → {} @ {} fps, encoder {}",
                 info.id,
@@ -253,7 +195,7 @@ impl Daemon {
             Some(d) => Source::Dir(d.clone()),
             None => Source::Embedded,
         };
-        let transport = setup::transport(&cfg, bound)?;
+        let transport = backends::transport(&cfg, bound)?;
         crate::info!("listening on http://{bound}/ (control socket {})", control.path().display());
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");

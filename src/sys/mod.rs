@@ -4,6 +4,7 @@
 pub mod alloc_count;
 pub mod clock;
 pub mod dmabuf;
+pub mod fd_reserve;
 pub mod notify;
 pub mod poll;
 pub mod sd_notify;
