@@ -11,6 +11,9 @@
 //! - one stalled viewer among 10 healthy: the healthy ones' p99 and drops before and after,
 //!   the stalled one skipped then disconnected, RSS bounded;
 //! - eye movement: `look` over the Unix socket → first frame with the new crop at a viewer.
+//! - frame taps: `tap both` (zero-copy) and `tap both size 240x270` at 30 fps, each frame
+//!   mapped, read and released by a client thread: the daemon's CPU with and without (windows
+//!   alternating), the ratio, and capture → tap line received.
 //! - browser: headless Chromium, run next by `make bench` (tests/browser/latency.bench.mjs)
 //!   and merged into the same JSON.
 
@@ -22,10 +25,10 @@ use pieyes::camera::scene::Scene;
 use pieyes::camera::stamp::Stamp;
 use pieyes::camera::{FrameBuffer, FrameLayout, I420Layout, Rect, Size, full_view};
 use pieyes::cli::ws_client::WsClient;
-use pieyes::config::EncoderCpus;
+use pieyes::config::{EncoderCpus, EncoderThreads};
 use pieyes::encoder::EncoderConfig;
 use pieyes::encoder::picture::Scratch;
-use pieyes::encoder::software::{encode_one, new_h264_encoder};
+use pieyes::encoder::software::{VBV_FRAMES, encode_one, new_h264_encoder};
 use pieyes::histogram::Histogram;
 use pieyes::json::{self, Obj};
 use pieyes::sys::clock::{monotonic_us, thread_cpu_us};
@@ -36,6 +39,10 @@ const OUT: Size = Size { w: 960, h: 1080 };
 const SENSOR: Size = Size { w: 2304, h: 1296 };
 const FPS: u32 = 30;
 const BITRATE: u32 = 3_000_000;
+/// `--encoder-threads auto` on this machine.
+static THREADS_HERE: std::sync::LazyLock<u16> = std::sync::LazyLock::new(|| {
+    EncoderThreads::Auto.resolve(pieyes::sys::thread::allowed_cpus().map(|c| c.len()).unwrap_or(1), 2)
+});
 
 struct Report {
     rows: Vec<(String, String)>,
@@ -60,67 +67,97 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s * scale())
 }
 
-/// OpenH264 alone, both eyes: one thread per eye, a frame every 1/30 s for `frames` frames, the
-/// frames the daemon renders, each thread on the CPU the daemon's encoder of that eye would use.
-/// The first `skip` frames (a new encoder's start-up and rate-control settling) are not counted.
-fn encode_paced(scene: &std::sync::Arc<Scene>, frames: u32, skip: u32) -> (Histogram, Histogram, u64) {
-    let threads: Vec<_> = (0..2u8)
+/// OpenH264 alone: one thread per eye (`eyes` of them), a frame every 1/30 s for `frames`
+/// frames, the frames the daemon renders, each thread on the CPU the daemon's encoder of that
+/// eye would use, each picture in `threads` slices. The first `skip` frames (a new encoder's
+/// start-up and rate-control settling) are not counted.
+struct Paced {
+    cpu: Histogram,
+    wall: Histogram,
+    bytes: u64,
+    /// Per eye: (frame index, bytes, keyframe) of every counted frame.
+    sizes: Vec<Vec<(u32, usize, bool)>>,
+    /// The whole process's CPU over the counted frames (with OpenH264's slice threads, which
+    /// the per-thread `cpu` does not see).
+    process_cpu_us: f64,
+}
+
+impl Paced {
+    /// CPU per frame: the encoding threads' own, or the process's when slices run on the pool.
+    fn cpu_mean_us(&self, threads: u16) -> f64 {
+        if threads > 1 { self.process_cpu_us / self.cpu.count().max(1) as f64 } else { self.cpu.mean() }
+    }
+}
+
+fn encode_paced(scene: &std::sync::Arc<Scene>, frames: u32, skip: u32, eyes: u8, threads: u16) -> Paced {
+    let workers: Vec<_> = (0..eyes)
         .map(|eye| {
             let scene = scene.clone();
             std::thread::spawn(move || {
-                // The daemon's default placement (--encoder-cpus auto): one CPU per eye.
+                let cfg =
+                    EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+                // As the daemon does: the encoder (and OpenH264's slice threads) first, then the
+                // eye's own thread on its CPU (--encoder-cpus auto).
+                let mut enc = new_h264_encoder(&cfg, threads, 1.0).expect("encoder");
                 let allowed = pieyes::sys::thread::allowed_cpus().expect("affinity");
                 if let Some(cpu) = EncoderCpus::Auto.cpu_for(eye, &allowed) {
                     pieyes::sys::thread::pin_to_cpu(cpu).expect("pin");
                 }
-                let layout = I420Layout::new(OUT);
-                let crop = full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT);
-                let cfg =
-                    EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
-                let mut enc = new_h264_encoder(&cfg).expect("encoder");
-                let mut buf = FrameBuffer {
-                    index: 0,
-                    memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(),
-                    layout: FrameLayout::i420(OUT),
-                };
-                let (mut xmap, mut scratch) = (Vec::new(), Scratch::default());
-                let (mut cpu, mut wall, mut bytes) = (Histogram::new(), Histogram::new(), 0u64);
+                let (mut source, mut scratch) = (Frames::new(), Scratch::default());
+                let (mut cpu, mut wall, mut bytes, mut sizes) = (Histogram::new(), Histogram::new(), 0u64, Vec::new());
+                let mut cpu_span = (0.0, 0.0);
                 let start = monotonic_us();
                 let ticks = Ticks::new(start, Duration::from_micros(1_000_000 / FPS as u64));
                 for i in 0..frames {
                     let t = start + i as u64 * 1_000_000 / FPS as u64;
                     ticks.wait();
-                    scene.render(eye, t, crop, layout, buf.pixels_mut(), &mut xmap);
-                    Stamp { eye, sequence: i, capture_us: t, crop }.paint(layout, buf.pixels_mut());
+                    let buf = source.next(&scene, eye, i, t);
                     let (c0, w0) = (thread_cpu_us(), monotonic_us());
-                    let au = encode_one(&mut enc, &buf, false, &mut scratch).expect("encode");
+                    if i == skip {
+                        cpu_span.0 = process_cpu_us();
+                    }
+                    let au = encode_one(&mut enc, buf, false, &mut scratch).expect("encode");
                     if i < skip {
                         continue;
                     }
                     cpu.record(thread_cpu_us() - c0);
                     wall.record(monotonic_us() - w0);
                     bytes += au.annexb().len() as u64;
+                    sizes.push((i, au.annexb().len(), au.keyframe));
                 }
-                (cpu, wall, bytes)
+                cpu_span.1 = process_cpu_us();
+                (cpu, wall, bytes, sizes, cpu_span)
             })
         })
         .collect();
-    let (mut cpu, mut wall, mut bytes) = (Histogram::new(), Histogram::new(), 0);
-    for t in threads {
-        let (c, w, b) = t.join().unwrap();
-        cpu.merge(&c);
-        wall.merge(&w);
-        bytes += b;
+    let mut p =
+        Paced { cpu: Histogram::new(), wall: Histogram::new(), bytes: 0, sizes: Vec::new(), process_cpu_us: 0.0 };
+    let mut span = (f64::MAX, 0.0f64);
+    for t in workers {
+        let (c, w, b, s, (c0, c1)) = t.join().unwrap();
+        p.cpu.merge(&c);
+        p.wall.merge(&w);
+        p.bytes += b;
+        p.sizes.push(s);
+        span = (span.0.min(c0), span.1.max(c1));
     }
-    (cpu, wall, bytes)
+    p.process_cpu_us = span.1 - span.0;
+    p
+}
+
+/// CPU time of this process's threads named like OpenH264's pool (`thread_cpu_us` sees only
+/// the calling thread; the slice threads' time is read from /proc).
+fn process_cpu_us() -> f64 {
+    cpu_by_thread(std::process::id()).0
 }
 
 /// The encoder alone for 10 s: the floor, and its p99.
 fn encoder_alone(r: &mut Report) -> (f64, f64) {
     let frames = (300.0 * scale()) as u32;
     let scene = std::sync::Arc::new(Scene::new(SENSOR, 24));
-    let (cpu, wall, bytes) = encode_paced(&scene, frames, 0);
-    let mean = cpu.mean();
+    let p = encode_paced(&scene, frames, 0, 2, *THREADS_HERE);
+    let mean = p.cpu_mean_us(*THREADS_HERE);
+    let (cpu, wall, bytes) = (p.cpu, p.wall, p.bytes);
     r.row(
         "encoder alone: CPU per frame mean / p50 / p99",
         format!("{:.2} / {:.2} / {:.2} ms", ms(mean), ms(cpu.quantile(0.5) as f64), ms(cpu.quantile(0.99) as f64)),
@@ -160,9 +197,9 @@ fn interleaved_ratio(d: &DaemonProc, v: &mut Viewers) -> (f64, u32) {
         assert!(ctl(&d.control, "pause").starts_with("ok"));
         wait_quiet(d);
         let counted = (each.as_secs_f64() * FPS as f64) as u32;
-        let (cpu, _, _) = encode_paced(&scene, counted + FPS, FPS);
-        alone_us += cpu.sum() as f64;
-        alone_frames += cpu.count() as f64;
+        let p = encode_paced(&scene, counted + FPS, FPS, 2, *THREADS_HERE);
+        alone_us += p.cpu_mean_us(*THREADS_HERE) * p.cpu.count() as f64;
+        alone_frames += p.cpu.count() as f64;
         assert!(ctl(&d.control, "resume").starts_with("ok"));
         v.run(secs(1.0));
         let w = Window::start(d);
@@ -188,14 +225,265 @@ fn wait_quiet(d: &DaemonProc) {
     assert!(quiet, "the daemon kept encoding after pause");
 }
 
+/// Frame sizes and bitrate as a viewer saw them, per eye: the largest frame against the VBV
+/// cap (a frame interval's share of `VBV_FRAMES` frames) and its time on a 10 Mbit/s link, and
+/// the bitrate's error over every 10 s window (capture time, 1 s steps).
+fn rate_rows(r: &mut Report, label: &str, seen: &[FrameSeen]) -> String {
+    let cap = VBV_FRAMES as f64 * BITRATE as f64 / FPS as f64 / 8.0;
+    let mut obj = Obj::new().num("vbv_cap_bytes", cap);
+    for eye in 0..2u8 {
+        let frames: Vec<&FrameSeen> = seen.iter().filter(|f| f.eye == eye).collect();
+        if frames.is_empty() {
+            continue;
+        }
+        let largest = frames.iter().max_by_key(|f| f.bytes).unwrap();
+        let idr: Vec<f64> = frames.iter().filter(|f| f.keyframe).map(|f| f.bytes as f64).collect();
+        let p: Vec<f64> = frames.iter().filter(|f| !f.keyframe).map(|f| f.bytes as f64).collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let (t0, t1) = (frames[0].capture_us, frames[frames.len() - 1].capture_us);
+        let mut errors = Vec::new();
+        let mut start = t0;
+        while start + 10_000_000 <= t1 + 1 {
+            let bits: f64 = frames
+                .iter()
+                .filter(|f| f.capture_us >= start && f.capture_us < start + 10_000_000)
+                .map(|f| f.bytes as f64 * 8.0)
+                .sum();
+            errors.push(bits / 10.0 / BITRATE as f64 - 1.0);
+            start += 1_000_000;
+        }
+        let worst = errors.iter().copied().fold(0.0f64, |a, e| if e.abs() > a.abs() { e } else { a });
+        r.row(
+            &format!("{label} eye {eye}: largest frame (VBV cap {:.1} kB) / its time at 10 Mbit/s", cap / 1e3),
+            format!(
+                "{:.1} kB ({}) = {:.2}× cap / {:.1} ms",
+                largest.bytes as f64 / 1e3,
+                if largest.keyframe { "IDR" } else { "P" },
+                largest.bytes as f64 / cap,
+                largest.bytes as f64 * 8.0 / 10e6 * 1e3
+            ),
+        );
+        r.row(
+            &format!("{label} eye {eye}: IDR mean / P mean"),
+            format!("{:.1} / {:.1} kB ({:.1}×)", mean(&idr) / 1e3, mean(&p) / 1e3, mean(&idr) / mean(&p).max(1.0)),
+        );
+        r.row(
+            &format!("{label} eye {eye}: bitrate error over 10 s windows (1 s steps), worst"),
+            if errors.is_empty() {
+                "run shorter than 10 s".to_string()
+            } else {
+                format!(
+                    "{:+.1} % over {} windows (target ±5 %; all: {:+.1} … {:+.1} %)",
+                    worst * 100.0,
+                    errors.len(),
+                    errors.iter().copied().fold(f64::MAX, f64::min) * 100.0,
+                    errors.iter().copied().fold(f64::MIN, f64::max) * 100.0
+                )
+            },
+        );
+        obj = obj
+            .num(&format!("eye{eye}_largest_frame_bytes"), largest.bytes as f64)
+            .bool(&format!("eye{eye}_largest_is_idr"), largest.keyframe)
+            .num(&format!("eye{eye}_largest_ms_at_10mbit"), largest.bytes as f64 * 8.0 / 10e6 * 1e3)
+            .num(&format!("eye{eye}_idr_mean_bytes"), mean(&idr))
+            .num(&format!("eye{eye}_p_mean_bytes"), mean(&p))
+            .num(&format!("eye{eye}_worst_10s_window_error"), worst)
+            .int(&format!("eye{eye}_10s_windows"), errors.len() as u64);
+    }
+    obj.finish()
+}
+
+/// `--encoder-threads`: one eye, 1 vs 2 slices/threads, OpenH264 alone (encode time) and the
+/// daemon with one viewer (capture→sent), as ratios.
+fn encoder_threads(r: &mut Report) {
+    let frames = (300.0 * scale()) as u32;
+    let scene = std::sync::Arc::new(Scene::new(SENSOR, 24));
+    let mut alone = Vec::new();
+    for threads in [1u16, 2] {
+        let p = encode_paced(&scene, frames + FPS, FPS, 1, threads);
+        r.row(
+            &format!("encoder alone, one eye, {threads} thread(s): encode p50 / p99 (wall), CPU/frame"),
+            format!(
+                "{:.2} / {:.2} ms, {:.2} ms",
+                ms(p.wall.quantile(0.5) as f64),
+                ms(p.wall.quantile(0.99) as f64),
+                ms(p.cpu_mean_us(threads))
+            ),
+        );
+        alone.push(p);
+    }
+    let q = |p: &Paced, x| p.wall.quantile(x) as f64;
+    let (r50, r99) = (q(&alone[1], 0.5) / q(&alone[0], 0.5), q(&alone[1], 0.99) / q(&alone[0], 0.99));
+    let cpu_ratio = alone[1].cpu_mean_us(2) / alone[0].cpu_mean_us(1);
+    r.row(
+        "encoder alone, one eye: 2 threads / 1, encode p50 / p99; CPU",
+        format!("{r50:.2}× / {r99:.2}×; {cpu_ratio:.2}×"),
+    );
+    let mut sent = Vec::new();
+    for threads in ["1", "2"] {
+        let d = start_daemon(&["--mono", "--encoder-threads", threads]);
+        let mut v = Viewers::connect(d.addr, 1, 1, 0);
+        v.run(secs(3.0));
+        let w = Window::start(&d);
+        v.run(secs(10.0));
+        let res = w.end();
+        let s50 = eyes_latency_max(&res.status, "capture_sent_p50");
+        let s99 = eyes_latency_max(&res.status, "capture_sent_p99");
+        let e99 = eyes_latency_max(&res.status, "capture_encoded_p99");
+        let shown = number(&eyes(&res.status)[0], "encoder_threads");
+        r.row(
+            &format!("daemon --mono --encoder-threads {threads}: capture→sent p50 / p99 (status shows {shown})"),
+            format!("{s50:.1} / {s99:.1} ms (capture→encoded p99 {e99:.1})"),
+        );
+        sent.push((s50, s99));
+    }
+    r.row(
+        "daemon one eye: capture→sent 2 threads / 1, p50 / p99",
+        format!("{:.2}× / {:.2}×", sent[1].0 / sent[0].0, sent[1].1 / sent[0].1),
+    );
+    r.section(
+        "encoder_threads",
+        Obj::new()
+            .num("alone_1_thread_p50_ms", ms(q(&alone[0], 0.5)))
+            .num("alone_1_thread_p99_ms", ms(q(&alone[0], 0.99)))
+            .num("alone_2_threads_p50_ms", ms(q(&alone[1], 0.5)))
+            .num("alone_2_threads_p99_ms", ms(q(&alone[1], 0.99)))
+            .num("alone_p50_ratio", r50)
+            .num("alone_p99_ratio", r99)
+            .num("alone_cpu_ratio", cpu_ratio)
+            .num("daemon_1_thread_sent_p50_ms", sent[0].0)
+            .num("daemon_1_thread_sent_p99_ms", sent[0].1)
+            .num("daemon_2_threads_sent_p50_ms", sent[1].0)
+            .num("daemon_2_threads_sent_p99_ms", sent[1].1)
+            .finish(),
+    );
+}
+
+/// Resident memory with 2 eyes and 10 viewers per eye: the total, and where it is, from
+/// /proc/PID/smaps: each mapping's Rss summed by kind. OpenH264's pictures are large
+/// anonymous mappings (glibc serves allocations over its mmap threshold with their own
+/// mmap); the camera's frames are the memfd mappings; [heap] is glibc's main arena.
+fn memory(r: &mut Report) {
+    let d = start_daemon(&[]);
+    let mut v = Viewers::connect(d.addr, 10, 2, 0);
+    v.run(secs(8.0));
+    let pid = d.child.id();
+    let rss = status_kb(pid, "VmRSS:") / 1024.0;
+    let hwm = status_kb(pid, "VmHWM:") / 1024.0;
+    let kinds = smaps_by_kind(pid);
+    r.row("2 eyes, 10 viewers each: RSS now / peak", format!("{rss:.1} / {hwm:.1} MB (target ≤ 30)"));
+    let mut obj = Obj::new().num("rss_mb", rss).num("rss_peak_mb", hwm);
+    for (kind, kb) in &kinds {
+        r.row(&format!("  RSS of {kind}"), format!("{:.1} MB", kb / 1024.0));
+        obj = obj.num(&format!("{}_mb", kind.split(' ').next().unwrap_or(kind).trim_matches(['[', ']'])), kb / 1024.0);
+    }
+    // OpenH264 alone in this process: the RSS one encoder adds, made and 5 frames encoded. The
+    // bench's own frame buffer is drawn once before the baseline: its pages are not the encoder's.
+    let scene = Scene::new(SENSOR, 24);
+    let (mut source, mut scratch) = (Frames::new(), Scratch::default());
+    source.next(&scene, 0, 0, 0);
+    let frame_kb = self_rss_kb();
+    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+    let mut enc = new_h264_encoder(&cfg, *THREADS_HERE, 1.0).expect("encoder");
+    for i in 0..5u32 {
+        let buf = source.next(&scene, 0, i, i as u64 * 33_333);
+        encode_one(&mut enc, buf, false, &mut scratch).expect("encode");
+    }
+    let one = self_rss_kb() - frame_kb;
+    r.row(
+        "  one eye's OpenH264 encoder (measured alone, after 5 frames)",
+        format!(
+            "{:.1} MB (a 960x1080 I420 picture is {:.2} MB)",
+            one / 1024.0,
+            source.layout.frame_len() as f64 / 1048576.0
+        ),
+    );
+    r.section("memory", obj.num("openh264_one_eye_mb", one / 1024.0).finish());
+}
+
+/// Synthetic frames at the bench's size, rendered and stamped into one memfd buffer, as the
+/// daemon's camera hands them to an encoder.
+struct Frames {
+    layout: I420Layout,
+    crop: Rect,
+    buf: FrameBuffer,
+    xmap: Vec<u32>,
+}
+
+impl Frames {
+    fn new() -> Frames {
+        let layout = I420Layout::new(OUT);
+        let buf = FrameBuffer {
+            index: 0,
+            memory: SharedMemory::memfd("bench", layout.frame_len()).unwrap(),
+            layout: FrameLayout::i420(OUT),
+        };
+        Frames { layout, crop: full_view(Rect::new(0, 0, SENSOR.w, SENSOR.h), OUT), buf, xmap: Vec::new() }
+    }
+
+    /// Frame `sequence` of `eye`, captured at `t_us`.
+    fn next(&mut self, scene: &Scene, eye: u8, sequence: u32, t_us: u64) -> &FrameBuffer {
+        let (layout, crop) = (self.layout, self.crop);
+        scene.render(eye, t_us, crop, layout, self.buf.pixels_mut(), &mut self.xmap);
+        Stamp { eye, sequence, capture_us: t_us, crop }.paint(layout, self.buf.pixels_mut());
+        &self.buf
+    }
+}
+
+/// This process's resident set, kB.
+fn self_rss_kb() -> f64 {
+    status_kb(std::process::id(), "VmRSS:")
+}
+
+/// Rss of each mapping of `pid`, summed by kind, largest first.
+fn smaps_by_kind(pid: u32) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut kind = String::new();
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (a, b) = first.split_once('-').unwrap();
+            let size = u64::from_str_radix(b, 16).unwrap_or(0) - u64::from_str_radix(a, 16).unwrap_or(0);
+            let name = f.get(5).copied().unwrap_or("");
+            kind = if name.starts_with("/memfd:") {
+                "camera frames (memfd)".into()
+            } else if name == "[heap]" {
+                "[heap] (malloc main arena)".into()
+            } else if name == "[stack]" || name.starts_with("[stack") {
+                "[stack]".into()
+            } else if name.is_empty() && size >= 1 << 20 {
+                "anonymous mappings >= 1 MB (OpenH264 pictures, thread arenas, stacks)".into()
+            } else if name.is_empty() {
+                "anonymous mappings < 1 MB".into()
+            } else if name.contains("pieyes") {
+                "the pieyes binary".into()
+            } else if name.starts_with('/') {
+                "shared libraries".into()
+            } else {
+                name.to_string()
+            };
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            let kb: f64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0.0);
+            *sums.entry(kind.clone()).or_default() += kb;
+        }
+    }
+    let mut v: Vec<(String, f64)> = sums.into_iter().filter(|(_, kb)| *kb > 0.0).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
 fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     let d = start_daemon(&[]);
     let mut v = Viewers::connect(d.addr, 1, 2, 0);
     v.run(secs(3.0)); // warm-up: encoders settled, viewers joined
     let w = Window::start(&d);
     v.latency = Histogram::new();
+    v.frames_seen = Some(Vec::new());
     v.run(secs(20.0));
     let res = w.end();
+    let seen = v.frames_seen.take().unwrap_or_default();
     let pid = d.child.id();
     let (rss, hwm) = (status_kb(pid, "VmRSS:") / 1024.0, status_kb(pid, "VmHWM:") / 1024.0);
     let per_frame = res.cpu_us / res.frames;
@@ -208,6 +496,8 @@ fn daemon_one_viewer(r: &mut Report, enc_mean_us: f64, enc_wall_p99: f64) {
     let cpu_p99 = eyes_latency_max(&res.status, "encode_cpu_p99");
     let es_p99 = viewers_max(&res.status, "encoded_sent_p99");
     let received = (ms(v.latency.quantile(0.5) as f64), ms(v.latency.quantile(0.99) as f64));
+    let rate = rate_rows(r, "daemon 1 viewer", &seen);
+    r.section("rate", rate);
     let (ratio, rounds) = interleaved_ratio(&d, &mut v);
     r.row(
         "daemon 1 viewer: frames encoded (2 eyes)",
@@ -453,6 +743,145 @@ fn eye_movement(r: &mut Report) {
     );
 }
 
+/// A tap client on its own thread: every frame mapped read-only, a byte of each plane read,
+/// released at once; capture → line received recorded.
+struct TapReader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(Histogram, u64)>,
+}
+
+impl TapReader {
+    fn start(control: &std::path::Path, how: &str) -> TapReader {
+        use pieyes::cli::tap_client::{TapClient, TapMsg};
+        use std::os::fd::AsFd;
+        let mut t = TapClient::connect(control).expect("tap");
+        t.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        t.send(how).unwrap();
+        assert!(t.reply().unwrap().starts_with("ok tap"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut latency, mut sum) = (Histogram::new(), 0u64);
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                let (line, fd) = match t.next_msg() {
+                    Ok(TapMsg::Frame(line, fd)) => (line, fd),
+                    Ok(TapMsg::Reply(_)) => continue,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        continue;
+                    }
+                    Err(e) => panic!("tap: {e}"),
+                };
+                let at = monotonic_us();
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                latency.record(at.saturating_sub(v["capture_us"].as_u64().unwrap()));
+                let m = pieyes::sys::shm::Mapping::read_only(fd.as_fd(), v["size"].as_u64().unwrap() as usize).unwrap();
+                for off in v["offset"].as_array().unwrap() {
+                    sum += m.as_slice()[off.as_u64().unwrap() as usize] as u64;
+                }
+                drop(m);
+                t.send(&format!("release {} {}", v["seq"], v["eye"])).unwrap();
+            }
+            let _ = t.send("untap");
+            (latency, sum)
+        });
+        TapReader { stop, handle }
+    }
+
+    fn stop(self) -> Histogram {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap().0
+    }
+}
+
+/// Frame taps on both eyes at 30 fps: the daemon's CPU per frame without a tap, with a
+/// zero-copy tap and with a downscaled one, in alternating windows; capture → tap line.
+fn taps(r: &mut Report) {
+    let d = start_daemon(&[]);
+    let mut v = Viewers::connect(d.addr, 1, 2, 0);
+    v.run(secs(3.0));
+    const ROUNDS: usize = 3;
+    let kinds = [("none", None), ("zero-copy", Some("tap both")), ("size 240x270", Some("tap both size 240x270"))];
+    // Per kind: CPU µs (whole process, without the synthetic camera), loop thread µs, frames.
+    let mut cpu = [(0.0f64, 0.0f64, 0.0f64); 3];
+    let mut latency = [Histogram::new(), Histogram::new(), Histogram::new()];
+    let mut sent = [0.0f64; 3];
+    let mut skipped = [0.0f64; 3];
+    // The daemon's own capture→queued p50 (the point a frame reaches the loop), the worst window.
+    let mut queued_p50 = [0.0f64; 3];
+    for _ in 0..ROUNDS {
+        for (k, (_, how)) in kinds.iter().enumerate() {
+            let reader = how.map(|h| TapReader::start(&d.control, h));
+            v.run(secs(1.0));
+            let w = Window::start(&d);
+            let t0 = w_status_taps(&d);
+            v.run(secs(5.0));
+            let res = w.end();
+            let t1 = w_status_taps(&d);
+            sent[k] += t1.0 - t0.0;
+            queued_p50[k] = queued_p50[k].max(eyes_latency_max(&res.status, "capture_queued_p50"));
+            skipped[k] += t1.1 - t0.1;
+            cpu[k].0 += res.cpu_us - res.camera_cpu_us;
+            cpu[k].1 += res.loop_cpu_us;
+            cpu[k].2 += res.frames;
+            if let Some(rd) = reader {
+                latency[k].merge(&rd.stop());
+            }
+        }
+    }
+    let per = |k: usize| cpu[k].0 / cpu[k].2;
+    let loop_per = |k: usize| cpu[k].1 / cpu[k].2;
+    let mut obj = Obj::new().int("rounds", ROUNDS as u64);
+    for (k, (name, _)) in kinds.iter().enumerate() {
+        let q = |p| ms(latency[k].quantile(p) as f64);
+        r.row(
+            &format!("tap {name}: daemon CPU per frame (no camera) / loop thread"),
+            format!("{:.3} / {:.3} ms, ratio to no tap {:.3}×", ms(per(k)), ms(loop_per(k)), per(k) / per(0)),
+        );
+        if k > 0 {
+            r.row(
+                &format!("tap {name}: frames sent / skipped, capture→line p50 / p99"),
+                format!(
+                    "{:.0} / {:.0}, {:.2} / {:.2} ms (daemon's capture→queued p50 {:.1} ms)",
+                    sent[k],
+                    skipped[k],
+                    q(0.5),
+                    q(0.99),
+                    queued_p50[k]
+                ),
+            );
+        }
+        let key = name.replace([' ', '-'], "_");
+        obj = obj.raw(
+            &key,
+            &Obj::new()
+                .num("cpu_ms_per_frame_without_camera", ms(per(k)))
+                .num("loop_ms_per_frame", ms(loop_per(k)))
+                .num("ratio_to_no_tap", per(k) / per(0))
+                .num("frames_sent", sent[k])
+                .num("frames_skipped", skipped[k])
+                .num("capture_line_p50_ms", q(0.5))
+                .num("capture_line_p99_ms", q(0.99))
+                .num("capture_queued_p50_ms", queued_p50[k])
+                .finish(),
+        );
+    }
+    r.section("taps", obj.finish());
+}
+
+/// Frames sent to and skipped by taps so far (both eyes, /metrics' counters via status).
+fn w_status_taps(d: &DaemonProc) -> (f64, f64) {
+    let st = status(&d.control);
+    let sum = |k: &str| {
+        st["taps"]
+            .as_array()
+            .map(|a| {
+                a.iter().flat_map(|t| t[k].as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_f64()).sum()
+            })
+            .unwrap_or(0.0)
+    };
+    (sum("sent"), sum("skipped"))
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench probing for test names
@@ -467,6 +896,12 @@ fn main() {
     if on("daemon") {
         daemon_one_viewer(&mut r, enc, enc_p99);
     }
+    if on("threads") {
+        encoder_threads(&mut r);
+    }
+    if on("memory") {
+        memory(&mut r);
+    }
     if on("viewers") {
         many_viewers(&mut r, 50);
     }
@@ -475,6 +910,9 @@ fn main() {
     }
     if on("eye") {
         eye_movement(&mut r);
+    }
+    if on("taps") {
+        taps(&mut r);
     }
     if !only.is_empty() {
         return;

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Install pieyes on this machine (a Raspberry Pi) as a systemd service. Run as root from a
-# directory holding `pieyes` (the aarch64 binary) and `pieyes.service`:
+# directory holding `pieyes` (the aarch64 binary), `pieyes-start` and `pieyes.service`:
 #     sudo sh install.sh [DIR]
-# `make deploy PI=user@host` copies the three files to the Pi and runs this for you.
+# `make deploy PI=user@host` copies the four files to the Pi and runs this for you.
 #
 # Creates the system user `pieyes` if missing, installs /usr/local/bin/pieyes (atomically, so a
 # running copy is replaced cleanly) and /etc/systemd/system/pieyes.service, then reloads systemd,
@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "install.sh: run as root (sudo sh $0)" >&2
     exit 1
 fi
-for f in pieyes pieyes.service; do
+for f in pieyes pieyes-start pieyes.service; do
     [ -f "$dir/$f" ] || { echo "install.sh: $dir/$f is missing" >&2; exit 1; }
 done
 
@@ -31,8 +31,11 @@ if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ] && id -u "$SUDO_USER" >/d
     usermod -a -G pieyes "$SUDO_USER"
 fi
 
+# Refuse a binary whose libraries (libcamera.so.MAJOR.MINOR) this system does not have.
+sh "$dir/pieyes-start" --check "$dir/pieyes" || exit 1
 install -m 0755 "$dir/pieyes" "$BINDIR/pieyes.new"
 mv -f "$BINDIR/pieyes.new" "$BINDIR/pieyes"
+install -m 0755 "$dir/pieyes-start" "$BINDIR/pieyes-start"
 install -m 0644 "$dir/pieyes.service" "$UNITDIR/pieyes.service"
 echo "installed $("$BINDIR/pieyes" --version) to $BINDIR/pieyes"
 

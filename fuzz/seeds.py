@@ -196,3 +196,55 @@ for name, data in commands.items():
     write("control_line", name, FULL + data)
 write("control_line", "long_line_small_limit", b"\x0f" + b"crop both 576 0 1152 1296\r\nstatus\n")
 write("control_line", "limit_plus_cr", b"\x05" + b"status\r\nclock\n")
+
+# --- tls_transport ----------------------------------------------------------------------------
+# First byte: configuration (bit 0 --tls only, bit 1 --tls off, bits 2-7 the chunking seed).
+# ClientHellos from Python's ssl (OpenSSL) written to memory, no network: TLS 1.3 and 1.2-only.
+# They hold random bytes, so a rerun changes these files; any real ClientHello will do.
+import ssl
+
+
+def client_hello(maximum):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = maximum
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="robot.local")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def records(content_type, body, size):
+    """`body` cut into TLS records of at most `size` bytes."""
+    out = b""
+    for i in range(0, len(body), size):
+        part = body[i : i + size]
+        out += bytes([content_type, 3, 3]) + struct.pack(">H", len(part)) + part
+    return out
+
+
+HELLO13 = client_hello(ssl.TLSVersion.TLSv1_3)
+HELLO12 = client_hello(ssl.TLSVersion.TLSv1_2)
+GET = crlf("GET / HTTP/1.1", "Host: robot.local:8000")
+ALERT_CLOSE = bytes([0x15, 3, 3, 0, 2, 1, 0])
+tls = {
+    "hello_tls13": b"\x00" + HELLO13,
+    "hello_tls12": b"\x00" + HELLO12,
+    "hello_tls13_chunked": b"\x5c" + HELLO13,
+    "hello_fragmented_records": b"\x00" + records(0x16, HELLO13[5:], 16),
+    "hello_truncated": b"\x00" + HELLO13[: len(HELLO13) // 2],
+    "hello_twice": b"\x00" + HELLO13 + HELLO13,
+    "hello_then_alert": b"\x00" + HELLO13 + ALERT_CLOSE,
+    "hello_then_ccs_and_data": b"\x00" + HELLO13 + bytes([0x14, 3, 3, 0, 1, 1]) + records(0x17, bytes(range(64)), 64),
+    "handshake_byte_then_garbage": b"\x00\x16" + b"GET / HTTP/1.1\r\n\r\n",
+    "plain_get": b"\x00" + GET,
+    "plain_get_tls_only": b"\x01" + GET,
+    "hello_tls_off": b"\x02" + HELLO13,
+    "sslv2_hello_tls_only": b"\x01\x80\x2e\x01\x03\x01\x00\x15\x00\x00\x00\x10" + bytes(37),
+}
+for name, data in tls.items():
+    write("tls_transport", name, data)

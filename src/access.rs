@@ -41,6 +41,17 @@ pub fn host_of(authority: &str) -> String {
 }
 
 impl HostPolicy {
+    /// `--allowed-hosts`: this machine's names plus those given, or (`None`) any name at all.
+    pub fn from_flag(allowed: Option<&[String]>) -> HostPolicy {
+        match allowed {
+            Some(extra) => HostPolicy::for_machine(&machine_hostname(), extra),
+            None => {
+                crate::warn!("--allowed-hosts any: requests naming any host are served (DNS rebinding is not guarded)");
+                HostPolicy::Any
+            }
+        }
+    }
+
     /// The names always allowed: this machine's hostname and its mDNS name, plus `extra`.
     pub fn for_machine(hostname: &str, extra: &[String]) -> HostPolicy {
         let mut names = vec!["localhost".to_string()];

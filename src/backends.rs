@@ -5,11 +5,14 @@
 use crate::camera::Camera;
 use crate::camera::select::{self, Backend};
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
-use crate::config::{CameraChoice, Config, EncoderChoice, EncoderCpus};
+use crate::config::{CameraChoice, Config, EncoderChoice, EncoderCpus, gop_frames};
+use crate::controller::EyeSetup;
 use crate::encoder::software::SoftwareEncoder;
 use crate::encoder::v4l2::{self, V4l2Encoder};
 use crate::encoder::{Encoder, EncoderConfig};
+use crate::eyes::geometry::Geometry;
 use crate::inject::SharedFaults;
+use crate::pipeline::Pipeline;
 
 /// The opened cameras, one per eye, and whatever must live as long as they do.
 pub struct Cameras {
@@ -31,7 +34,21 @@ fn synthetic(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cameras, S
         EncoderChoice::V4l2 => None,
         _ => cfg.encoder_cpus.cpu_for(1, &allowed).filter(|c| allowed.contains(c)),
     };
-    let syn = SyntheticConfig { sensor: cfg.sensor, output: cfg.size, fps, cpu, ..SyntheticConfig::default() };
+    let syn = SyntheticConfig {
+        sensor: cfg.sensor,
+        output: cfg.size,
+        fps,
+        cpu,
+        misalign: cfg.misalign,
+        ..SyntheticConfig::default()
+    };
+    if !cfg.misalign.is_none() {
+        crate::warn!(
+            "synthetic eye 1 misaligned on purpose: {} px down, {}° turned (--synthetic-misalign)",
+            cfg.misalign.dy,
+            cfg.misalign.rotation_deg
+        );
+    }
     let (rig, cams) = SyntheticRig::start(&syn, faults.clone()).map_err(|e| format!("synthetic camera: {e}"))?;
     let eyes: Vec<Box<dyn Camera>> =
         cams.into_iter().take(if cfg.mono { 1 } else { 2 }).map(|c| Box::new(c) as Box<dyn Camera>).collect();
@@ -120,6 +137,42 @@ pub fn open_cameras(cfg: &Config, fps: u32, faults: &SharedFaults) -> Result<Cam
 }
 // --- end camera selection ---
 
+/// Each camera with its encoder, as a pipeline, and what the controller needs of each eye: its
+/// crop geometry and encoder settings. The cameras' shared parts are left in `cams`.
+pub fn open_eyes(
+    cfg: &Config,
+    cams: &mut Cameras,
+    bitrates: [u32; 2],
+    fps: u32,
+    faults: &SharedFaults,
+    now: u64,
+) -> Result<(Vec<Pipeline>, Vec<EyeSetup>), String> {
+    let (mut pipelines, mut setup) = (Vec::new(), Vec::new());
+    for (i, cam) in std::mem::take(&mut cams.eyes).into_iter().enumerate() {
+        let info = cam.info().clone();
+        let enc_cfg = EncoderConfig {
+            width: info.output.w,
+            height: info.output.h,
+            fps,
+            bitrate_bps: bitrates[i.min(1)],
+            gop_frames: gop_frames(cfg.gop_seconds, fps),
+        };
+        let encoder = open_encoder(cfg, i as u8, enc_cfg, faults)?;
+        crate::info!(
+            "eye {i}: camera {} sensor {}x{} → {} @ {} fps, encoder {}",
+            info.id,
+            info.sensor.w,
+            info.sensor.h,
+            info.output,
+            info.fps,
+            encoder.name()
+        );
+        setup.push((Geometry::new(info.sensor, info.output, cfg.max_zoom, info.min_crop), enc_cfg));
+        pipelines.push(Pipeline::new(i as u8, cam, encoder, cams.request_depth, now));
+    }
+    Ok((pipelines, setup))
+}
+
 // --- pieyes --list-cameras ---
 /// What `pieyes --list-cameras` prints, or why it cannot (exit non-zero).
 pub fn list_cameras(cfg: &Config) -> Result<String, String> {
@@ -167,14 +220,11 @@ pub fn list_cameras(cfg: &Config) -> Result<String, String> {
 
 // ---- encoders (--encoder auto|software|v4l2) ----
 
-fn software(
-    eye: u8,
-    enc: EncoderConfig,
-    cpus: &EncoderCpus,
-    faults: &SharedFaults,
-) -> Result<Box<dyn Encoder>, String> {
+fn software(eye: u8, enc: EncoderConfig, cfg: &Config, faults: &SharedFaults) -> Result<Box<dyn Encoder>, String> {
+    let cpus = &cfg.encoder_cpus;
     let allowed = crate::sys::thread::allowed_cpus().unwrap_or_default();
     let cpu = cpus.cpu_for(eye, &allowed);
+    let threads = cfg.encoder_threads.resolve(allowed.len(), if cfg.mono { 1 } else { 2 });
     match (cpu, cpus) {
         (Some(c), _) if !allowed.contains(&c) => {
             return Err(format!("--encoder-cpus: CPU {c} is not one pieyes may use ({allowed:?})"));
@@ -185,7 +235,12 @@ fn software(
         }
         (None, _) => {}
     }
-    let e = SoftwareEncoder::start(eye, enc, cpu, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
+    if threads > 1 {
+        crate::info!(
+            "eye {eye}: {threads} slices per picture on OpenH264's {threads} threads (--encoder-threads; one pool for both eyes)"
+        );
+    }
+    let e = SoftwareEncoder::start(eye, enc, cpu, threads, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
     Ok(Box::new(e))
 }
 
@@ -205,7 +260,7 @@ pub fn open_encoder(
     match cfg.encoder {
         EncoderChoice::Software => {
             crate::info!("eye {eye}: encoder software (--encoder software)");
-            software(eye, enc, &cfg.encoder_cpus, faults)
+            software(eye, enc, cfg, faults)
         }
         EncoderChoice::V4l2 => {
             let dev = v4l2::find_encoder(v4l2::Codec::H264, None)
@@ -226,13 +281,13 @@ pub fn open_encoder(
                             "eye {eye}: encoder auto: V4L2 encoder {} unusable ({why}): software",
                             path.display()
                         );
-                        software(eye, enc, &cfg.encoder_cpus, faults)
+                        software(eye, enc, cfg, faults)
                     }
                 }
             }
             Err(why) => {
                 crate::info!("eye {eye}: encoder auto: software (OpenH264): {why}");
-                software(eye, enc, &cfg.encoder_cpus, faults)
+                software(eye, enc, cfg, faults)
             }
         },
     }

@@ -48,6 +48,30 @@ impl EncoderCpus {
     }
 }
 
+/// `--encoder-threads`: slices per picture, encoded in parallel by OpenH264's thread pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderThreads {
+    /// One thread per eye while there are no more CPUs than eyes (the eyes, each on its own
+    /// CPU, already keep them busy, and each slice thread costs OpenH264 ~3 MB of buffers);
+    /// with more CPUs than eyes, as many as there are CPUs (at most OpenH264's 4). The pool is
+    /// one per process and serves both eyes: on a Pi 5, 4 slices per eye, the two eyes' 8
+    /// slices spread over its 4 cores.
+    Auto,
+    Fixed(u16),
+}
+
+impl EncoderThreads {
+    /// Threads (= slices per picture) given the CPUs this process may use and the eyes.
+    pub fn resolve(self, allowed_cpus: usize, eyes: usize) -> u16 {
+        let max = crate::encoder::openh264_api::MAX_THREADS;
+        match self {
+            EncoderThreads::Auto if allowed_cpus > eyes.max(1) => allowed_cpus.min(max as usize) as u16,
+            EncoderThreads::Auto => 1,
+            EncoderThreads::Fixed(n) => n.clamp(1, max),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -62,12 +86,15 @@ pub struct Config {
     pub sync: crate::camera::sync::SyncChoice,
     pub encoder: EncoderChoice,
     pub encoder_cpus: EncoderCpus,
+    pub encoder_threads: EncoderThreads,
     /// Injected faults (tests).
     pub faults: Vec<crate::inject::Fault>,
     /// Output size of each eye.
     pub size: Size,
     /// Virtual sensor size of the synthetic camera.
     pub sensor: Size,
+    /// `--synthetic-misalign DY[,DEG]`: the synthetic eye 1 mounted off (tests of `calibrate`).
+    pub misalign: crate::camera::scene::Misalign,
     pub fps: u32,
     pub bitrate: u32,
     /// Seconds between periodic IDRs.
@@ -123,9 +150,11 @@ impl Default for Config {
             sync: crate::camera::sync::SyncChoice::Auto,
             encoder: EncoderChoice::Auto,
             encoder_cpus: EncoderCpus::Auto,
+            encoder_threads: EncoderThreads::Auto,
             faults: Vec::new(),
             size: Size { w: 960, h: 1080 },
             sensor: Size { w: 2304, h: 1296 },
+            misalign: crate::camera::scene::Misalign { dy: 0, rotation_deg: 0.0 },
             fps: 30,
             bitrate: 3_000_000,
             gop_seconds: 2.0,
@@ -188,9 +217,19 @@ options:
   --encoder KIND        auto | software | v4l2 (default auto: a V4L2 H.264 encoder if the
                         machine has one, as a Pi 4 does; else software, as on a Pi 5)
   --encoder-cpus CPUS   auto | none | A[,B]: the CPU each eye's software encoder runs on
-                        (default auto: the last two CPUs pieyes may use, one per eye)
+                        (default auto: the last two CPUs pieyes may use, one per eye); with
+                        --encoder-threads > 1 it places each eye's own thread, the slice threads
+                        run on any CPU pieyes may use
+  --encoder-threads N   auto | 1..4: each picture cut into N slices that the software encoder's
+                        N threads (one pool, shared by both eyes) encode in parallel (default
+                        auto: 1 while pieyes may use no more CPUs than it has eyes, else one per
+                        CPU, at most 4: 4 on a Pi 5)
   --size WxH            output size of each eye (default 960x1080)
   --sensor WxH          synthetic sensor size (default 2304x1296)
+  --synthetic-misalign DY[,DEG]
+                        the synthetic eye 1 sees the scene DY sensor pixels lower and turned
+                        by DEG degrees (clockwise), as a misaligned camera would (tests of
+                        `calibrate`; default 0,0)
   --fps N               frames per second, 1..120 (default 30)
   --bitrate BPS         H.264 bitrate per eye (default 3000000)
   --gop SECONDS         time between periodic keyframes (default 2)
@@ -249,6 +288,13 @@ fn parse_size(flag: &str, v: &str) -> Result<Size, String> {
         return Err(format!("{flag}: {w}x{h} must be even and within 64..4096"));
     }
     Ok(Size { w, h })
+}
+
+fn parse_misalign(v: &str) -> Result<crate::camera::scene::Misalign, String> {
+    let (dy, deg) = v.split_once(',').unwrap_or((v, "0"));
+    let dy: i32 = parse_num("--synthetic-misalign", dy.trim(), -500, 500)?;
+    let rotation_deg: f64 = parse_num("--synthetic-misalign", deg.trim(), -10.0, 10.0)?;
+    Ok(crate::camera::scene::Misalign { dy, rotation_deg })
 }
 
 fn parse_cpus(v: &str) -> Result<EncoderCpus, String> {
@@ -383,10 +429,17 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 }
             }
             "--encoder-cpus" => cfg.encoder_cpus = parse_cpus(&value)?,
+            "--encoder-threads" => {
+                cfg.encoder_threads = match value.as_str() {
+                    "auto" => EncoderThreads::Auto,
+                    _ => EncoderThreads::Fixed(parse_num(flag, &value, 1, crate::encoder::openh264_api::MAX_THREADS)?),
+                }
+            }
             "--viewer-timeout" => cfg.viewer_timeout_us = (parse_num(flag, &value, 0.5, 3600.0)? * 1e6) as u64,
             "--inject" => cfg.faults.extend(crate::inject::Faults::parse(&value)?),
             "--size" => cfg.size = parse_size(flag, &value)?,
             "--sensor" => cfg.sensor = parse_size(flag, &value)?,
+            "--synthetic-misalign" => cfg.misalign = parse_misalign(&value)?,
             "--fps" => cfg.fps = parse_num(flag, &value, 1, 120)?,
             "--bitrate" => cfg.bitrate = parse_num(flag, &value, 50_000, 50_000_000)?,
             "--gop" => cfg.gop_seconds = parse_num(flag, &value, 0.1, 60.0)?,
@@ -519,9 +572,27 @@ mod tests {
             "--encoder-cpus 1,2,3",
             "--encoder-cpus -1",
             "--encoder-cpus x",
+            "--encoder-threads 0",
+            "--encoder-threads 5",
+            "--encoder-threads many",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn encoder_threads() {
+        let threads = |s: &str| match parse_args(&args(&format!("--encoder-threads {s}"))) {
+            Ok(Invocation::Run(c)) => c.encoder_threads,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(threads("auto"), EncoderThreads::Auto);
+        assert_eq!(Config::default().encoder_threads, EncoderThreads::Auto);
+        // auto, two eyes: 1 until there are more CPUs than eyes, then every CPU (the pool
+        // serves both eyes), at most 4; one eye: slices from 2 CPUs on.
+        assert_eq!([0, 1, 2, 3, 4, 8].map(|n| EncoderThreads::Auto.resolve(n, 2)), [1, 1, 1, 3, 4, 4]);
+        assert_eq!([1, 2, 4].map(|n| EncoderThreads::Auto.resolve(n, 1)), [1, 2, 4]);
+        assert_eq!(threads("3").resolve(2, 2), 3, "asked for: kept even beyond the CPUs");
     }
 
     #[test]
@@ -538,6 +609,20 @@ mod tests {
         assert_eq!(cpus("none").cpu_for(0, &four), None);
         assert_eq!((cpus("2,0").cpu_for(0, &four), cpus("2,0").cpu_for(1, &four)), (Some(2), Some(0)));
         assert_eq!(cpus("1").cpu_for(1, &four), Some(1), "one CPU given: both eyes on it");
+    }
+
+    #[test]
+    fn synthetic_misalignment() {
+        use crate::camera::scene::Misalign;
+        let m = |s: &str| match parse_args(&args(&format!("--synthetic-misalign {s}"))) {
+            Ok(Invocation::Run(c)) => Ok(c.misalign),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(m("30"), Ok(Misalign { dy: 30, rotation_deg: 0.0 }));
+        assert_eq!(m("-12,0.5"), Ok(Misalign { dy: -12, rotation_deg: 0.5 }));
+        assert!(m("9999").is_err() && m("1,45").is_err() && m("x").is_err());
+        assert!(Config::default().misalign.is_none());
     }
 
     #[test]

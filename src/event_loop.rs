@@ -9,6 +9,8 @@ pub enum Token {
     Housekeeping,
     /// The save worker finished a job.
     Saver,
+    /// The calibrate worker finished an estimate.
+    Calibrator,
     HttpListener,
     ControlListener,
     Camera(u8),

@@ -20,6 +20,21 @@ pub enum Change {
     Recovered { after_us: u64, lost: u64 },
 }
 
+impl Change {
+    /// The change's one log line, for `what` ("camera", "encoder") of `eye`.
+    pub fn log(&self, eye: usize, what: &str) {
+        match self {
+            Change::Stalled { silent_us } => {
+                crate::error!("eye {eye}: {what} stalled: nothing for {} ms", silent_us / 1000)
+            }
+            Change::Failing { reason } => crate::error!("eye {eye}: {what} failing: {reason}"),
+            Change::Recovered { after_us, lost } => {
+                crate::info!("eye {eye}: {what} recovered after {} ms ({lost} frames lost)", after_us / 1000)
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Health {
     state: State,

@@ -20,6 +20,7 @@ pub mod log;
 
 pub mod access;
 pub mod backends;
+pub mod calibrate;
 pub mod camera;
 pub mod cli;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod pipeline;
 pub mod session;
 pub mod stats;
 pub mod stream;
+pub mod tap;
 pub mod transport;
 // The kernel corner: the one module allowed `unsafe` (besides the FFI sites in
 // `camera::libcamera` and `encoder::software`), each block with a `// SAFETY:` line.

@@ -9,6 +9,24 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const MAX_CONTROL_CONNECTIONS: usize = 32;
 /// TCP connections from one address at once; past it: 503.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 32;
+
+/// Whether a new network connection fits the budgets, given the connections already open from
+/// its address and in all (`Err`: why not, for its 503).
+pub fn admit_network(from_address: usize, open: usize) -> Result<(), &'static str> {
+    if from_address >= MAX_CONNECTIONS_PER_ADDRESS {
+        Err("too many connections from your address")
+    } else if open >= MAX_CONNECTIONS {
+        Err("too many connections")
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether a new control socket connection fits its own budget (`Err`: why not).
+pub fn admit_control(open: usize) -> Result<(), &'static str> {
+    if open >= MAX_CONTROL_CONNECTIONS { Err("too many control connections") } else { Ok(()) }
+}
+
 /// Time limits on connections; each has a flag (`--header-timeout` …, in seconds).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timeouts {
@@ -32,6 +50,10 @@ pub const MAX_WS_MESSAGE: usize = 64 * 1024;
 pub const MAX_WS_FRAMES_PER_S: u32 = 100;
 /// Control commands per second on one connection (burst of twice that): past it, `err rate-limited`.
 pub const MAX_COMMANDS_PER_S: u32 = 50;
+/// Frame taps at once (`tap` on the control socket); past it: `err busy`.
+pub const MAX_TAPS: usize = 4;
+/// A tap that holds a frame longer than this without `release` is disconnected.
+pub const TAP_HOLD_TIMEOUT_US: u64 = 2_000_000;
 /// A `watch` connection that lets this much pile up unread is closed.
 pub const MAX_WATCH_BACKLOG: usize = 1 << 20;
 /// How long a closing connection may take to flush before it is dropped.
@@ -89,6 +111,16 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_budgets() {
+        assert_eq!(admit_network(0, 0), Ok(()));
+        assert_eq!(admit_network(MAX_CONNECTIONS_PER_ADDRESS - 1, MAX_CONNECTIONS - 1), Ok(()));
+        assert_eq!(admit_network(MAX_CONNECTIONS_PER_ADDRESS, 0), Err("too many connections from your address"));
+        assert_eq!(admit_network(0, MAX_CONNECTIONS), Err("too many connections"));
+        assert_eq!(admit_control(MAX_CONTROL_CONNECTIONS - 1), Ok(()));
+        assert_eq!(admit_control(MAX_CONTROL_CONNECTIONS), Err("too many control connections"));
+    }
 
     #[test]
     fn bucket_allows_bursts_then_the_rate() {

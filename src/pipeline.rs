@@ -2,17 +2,22 @@
 //! controller plans for its sequence), completed frames into the encoder, access units out as
 //! shared packets, buffers back to the camera. What to do with each frame (its crop, whether
 //! it is encoded, whether it is an IDR) is the controller's call; this moves the buffers and
-//! measures.
+//! measures. Frame taps see each frame before it moves on (`on_camera_ready`'s `tap`); a
+//! buffer a tap holds waits (parked) until it is released, and taps hold only buffers the
+//! camera and the encoder can spare.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::calibrate::grab::EyeGrab;
 use crate::camera::{Camera, Completed, Controls, FrameBuffer, FrameStatus, Request};
 use crate::controller::Controller;
+use crate::controller::report::EyeMeasured;
 use crate::encoder::{EncodeJob, Encoded, Encoder, h264};
 use crate::health::{Change, Health};
 use crate::stats::EyeStats;
 use crate::stream::wire::Packet;
+use crate::tap::frames::Offer;
 
 /// Requests kept queued in the camera. One is enough for a camera that completes a frame per
 /// tick and keeps eye movements within two frames of the command (a deeper queue would carry
@@ -36,6 +41,12 @@ pub struct Pipeline {
     pub encoder: Box<dyn Encoder>,
     request_depth: usize,
     free: Vec<FrameBuffer>,
+    /// Buffers back from the encoder (or never encoded) that a tap still holds.
+    parked: Vec<FrameBuffer>,
+    /// Taps holding each buffer, by pool index.
+    tap_holds: Vec<u32>,
+    /// Buffers in the camera's pool.
+    pool: usize,
     pub stats: EyeStats,
     /// RFC 6381 codec string from the latest SPS.
     pub codec: Option<String>,
@@ -48,9 +59,26 @@ pub struct Pipeline {
     encoded: Vec<Encoded>,
     /// When each frame inside the encoder was handed to it (sequence, µs).
     queued_at: VecDeque<(u32, u64)>,
+    /// Luma copies for `calibrate`, taken from good frames while one waits.
+    pub grab: EyeGrab,
 }
 
 impl Pipeline {
+    /// What `status` and `/metrics` show of this eye.
+    pub fn measured(&self) -> EyeMeasured<'_> {
+        EyeMeasured {
+            info: self.camera.info(),
+            encoder: self.encoder.name(),
+            encoder_cpu: self.encoder.cpu(),
+            encoder_threads: self.encoder.threads(),
+            codec: self.codec.as_deref(),
+            stats: &self.stats,
+            camera_state: self.camera_health.describe(),
+            encoder_state: self.encoder_health.describe(),
+            camera_starved: self.camera.starved_frames(),
+        }
+    }
+
     pub fn new(
         index: u8,
         mut camera: Box<dyn Camera>,
@@ -64,7 +92,10 @@ impl Pipeline {
             camera,
             encoder,
             request_depth,
+            pool: free.len(),
             free,
+            parked: Vec::new(),
+            tap_holds: Vec::new(),
             stats: EyeStats::default(),
             codec: None,
             camera_health: Health::new(camera_stall_us(30), now_us),
@@ -73,6 +104,7 @@ impl Pipeline {
             completed: Vec::new(),
             encoded: Vec::new(),
             queued_at: VecDeque::with_capacity(8),
+            grab: EyeGrab::default(),
         }
     }
 
@@ -87,7 +119,7 @@ impl Pipeline {
             if let Err(rejected) = self.camera.queue_request(Request { buffer, controls: Controls { crop } }) {
                 let (req, e) = *rejected;
                 crate::warn!("eye {}: cannot queue a request: {e}", self.index);
-                self.free.push(req.buffer);
+                self.give_back(req.buffer);
                 return;
             }
         }
@@ -99,22 +131,52 @@ impl Pipeline {
         }
     }
 
-    /// The camera's completion fd was readable.
-    pub fn on_camera_ready(&mut self, ctl: &mut Controller, now_us: u64) {
+    /// A buffer done with by the camera or the encoder: free again, unless a tap holds it.
+    fn give_back(&mut self, b: FrameBuffer) {
+        if self.tap_holds.get(b.index).is_some_and(|&n| n > 0) {
+            self.parked.push(b);
+        } else {
+            self.free.push(b);
+        }
+    }
+
+    /// Whether a tap may hold one more buffer: the camera's queue and the encoder still have
+    /// theirs (a buffer beyond the pool's spares is never taken: taps skip frames instead).
+    fn tap_may_hold(&self) -> bool {
+        let held = self.tap_holds.iter().filter(|&&n| n > 0).count();
+        held + self.request_depth + MAX_ENCODER_BACKLOG < self.pool
+    }
+
+    /// A tap released buffer `index` (or went away holding it).
+    pub fn tap_released(&mut self, ctl: &mut Controller, index: usize) {
+        let Some(n) = self.tap_holds.get_mut(index) else { return };
+        *n = n.saturating_sub(1);
+        if *n == 0
+            && let Some(i) = self.parked.iter().position(|b| b.index == index)
+        {
+            let b = self.parked.swap_remove(i);
+            self.free.push(b);
+            self.refill(ctl);
+        }
+    }
+
+    /// The camera's completion fd was readable. `tap` sees each frame first and says how many
+    /// taps now hold its buffer.
+    pub fn on_camera_ready(&mut self, ctl: &mut Controller, now_us: u64, tap: &mut dyn FnMut(&Offer<'_>) -> u32) {
         let mut done = std::mem::take(&mut self.completed);
         self.camera.drain_completed(&mut done);
         for c in done.drain(..) {
             match &c.status {
                 FrameStatus::Skipped => {
                     self.stats.camera_skipped += 1;
-                    self.free.push(c.buffer);
+                    self.give_back(c.buffer);
                     continue;
                 }
                 FrameStatus::Failed(why) => {
                     self.stats.camera_failures += 1;
                     let ch = self.camera_health.failed(why, now_us);
                     self.health("camera", ch);
-                    self.free.push(c.buffer);
+                    self.give_back(c.buffer);
                     continue;
                 }
                 FrameStatus::Ok => {}
@@ -122,14 +184,22 @@ impl Pipeline {
             let ch = self.camera_health.ok(now_us);
             self.health("camera", ch);
             self.stats.captured += 1;
+            self.grab.offer(&c.meta, &c.buffer);
             if !ctl.frame_captured(&c.meta) {
                 self.stats.surplus += 1;
-                self.free.push(c.buffer);
+                self.give_back(c.buffer);
                 continue;
+            }
+            let holds = tap(&Offer { buffer: &c.buffer, meta: &c.meta, spare: self.tap_may_hold() });
+            if holds > 0 {
+                if self.tap_holds.len() <= c.buffer.index {
+                    self.tap_holds.resize(c.buffer.index + 1, 0);
+                }
+                self.tap_holds[c.buffer.index] += holds;
             }
             if self.encoder.in_flight() >= MAX_ENCODER_BACKLOG {
                 self.stats.encoder_drops += 1;
-                self.free.push(c.buffer);
+                self.give_back(c.buffer);
                 continue;
             }
             self.stats.capture_to_queued.record(now_us.saturating_sub(c.meta.capture_us));
@@ -143,7 +213,7 @@ impl Pipeline {
                 ctl.keyframe_refused(self.index, job.force_idr);
                 let ch = self.encoder_health.failed(&e, now_us);
                 self.health("encoder", ch);
-                self.free.push(job.buffer);
+                self.give_back(job.buffer);
             }
         }
         self.completed = done;
@@ -155,7 +225,7 @@ impl Pipeline {
         let mut done = std::mem::take(&mut self.encoded);
         self.encoder.drain(&mut done);
         for e in done.drain(..) {
-            self.free.push(e.buffer);
+            self.give_back(e.buffer);
             ctl.keyframe_came_out(self.index, matches!(&e.result, Ok(au) if au.keyframe));
             match e.result {
                 Ok(au) => {

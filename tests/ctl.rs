@@ -76,7 +76,18 @@ fn help_is_printed_by_ctl_not_sent_to_the_daemon() {
 
 /// `pieyes ctl watch` running, its stdout read line by line on a thread.
 fn spawn_watch(d: &Daemon) -> (Child, Receiver<String>) {
-    let mut child = pieyes_command()
+    use std::os::unix::process::CommandExt;
+    let mut cmd = pieyes_command();
+    // Ctrl-C as a terminal gives it, even when `make test` runs in the background of a script
+    // (whose jobs start with SIGINT ignored, a disposition exec keeps).
+    // SAFETY: signal() is async-signal-safe, as pre_exec requires; it only resets a disposition.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    };
+    let mut child = cmd
         .args(["ctl", "watch", "--control"])
         .arg(&d.control)
         .stdout(Stdio::piped())

@@ -33,6 +33,10 @@ fn the_readme_schema_matches_what_the_daemon_writes() {
     let d = Daemon::start(SMALL);
     let status = d.status();
     let watching = parse_json(d.ctl("watch").strip_prefix("ok watching ").expect("ok watching"));
+    let mut tap = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+    std::io::Write::write_all(&mut tap, b"tap both every 1000\n").unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(10), || !d.status()["taps"].as_array().unwrap().is_empty()));
+    let tapped = d.status();
     for (name, value) in [
         ("status", &status),
         ("state", &status["state"]),
@@ -41,6 +45,7 @@ fn the_readme_schema_matches_what_the_daemon_writes() {
         ("status.eyes[]", &status["eyes"][0]),
         ("status.eyes[].latency_ms", &status["eyes"][0]["latency_ms"]),
         ("status.stereo", &status["stereo"]),
+        ("status.taps[]", &tapped["taps"][0]),
     ] {
         assert_eq!(documented(&readme, name), keys(value), "README `{name}` against {value}");
     }

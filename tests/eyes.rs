@@ -122,10 +122,38 @@ fn over_300ms_glides_too() {
     glide(300);
 }
 
-/// `look both -1 0 over <ms>` from the centre, judged from eye 0's decoded frames.
+/// `look both -1 0 over <ms>` from the centre, judged from eye 0's decoded frames. Every frame
+/// that arrives must be on the glide's path; that enough of them arrive to see the glide is a
+/// matter of load (a 300 ms glide is 9 frames, and a CI box at load 17 delivered 3 of them),
+/// so the glide is tried again, from the centre, up to three times for that count alone.
 fn glide(ms: u32) {
     let d = Daemon::start(ARGS);
     let scene = Scene::new(SENSOR, 24);
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let glide = glide_once(&d, &scene, ms);
+        let frames = ms * 30 / 1000;
+        let (start, until) = (glide.start, glide.until);
+        let between = glide.frames.iter().filter(|(q, _)| *q > start && *q < until).count() as u32;
+        if glide.frames.len() >= 4 && between >= 3.min(frames - 2) {
+            return;
+        }
+        tries.push(glide.frames);
+        let r = d.ctl("look both 0 0");
+        assert!(r.starts_with("ok seq="), "{r}");
+    }
+    panic!("too few frames of the glide arrived (intermediate crops), three times: {tries:?}");
+}
+
+struct Glide {
+    start: u32,
+    until: u32,
+    /// Eye 0's frames from just before the glide to just after it: sequence and crop.
+    frames: Vec<(u32, Rect)>,
+}
+
+/// One glide to the left edge, its path checked on every frame that arrived.
+fn glide_once(d: &Daemon, scene: &Scene, ms: u32) -> Glide {
     let rec = Recorder::start(d.addr, 0);
     assert!(rec.wait_for_more(3, FRAMES_WITHIN));
     let r = d.ctl(&format!("look both -1 0 over {ms}ms"));
@@ -134,12 +162,9 @@ fn glide(ms: u32) {
     assert_eq!(until - start + 1, frames, "{ms} ms at 30 fps is {frames} frames");
     assert!(rec.wait_for_sequence(until + 2, FRAMES_WITHIN), "the glide's frames arrive");
     let units = rec.stop();
-    let crops = crops_by_seq(&units, 0, &scene, Flip::None);
+    let crops = crops_by_seq(&units, 0, scene, Flip::None);
     let target = rect(field(&r, "crop0"));
-    // Judge the frames that arrived: a loaded machine drops some (a shared 2-core CI box lost
-    // half of them at load 10), and every frame that did arrive must be on the glide's path.
     let glide: Vec<(u32, Rect)> = (start - 1..=until + 2).filter_map(|q| crops.get(&q).map(|c| (q, *c))).collect();
-    assert!(glide.len() >= 4, "too few frames of the glide arrived: {glide:?}");
     for w in glide.windows(2).filter(|w| w[1].0 <= until) {
         assert!(w[1].1.x < w[0].1.x, "moves left on every frame of the glide: {glide:?}");
     }
@@ -150,9 +175,7 @@ fn glide(ms: u32) {
             "frame {q}: only the glide's last frame and later are at the target: {glide:?}"
         );
     }
-    // It glides: several distinct positions strictly between where it started and the target.
-    let between = glide.iter().filter(|(q, _)| *q > start && *q < until).count() as u32;
-    assert!(between >= 3.min(frames - 2), "intermediate crops: {glide:?}");
+    Glide { start, until, frames: glide }
 }
 
 /// The JSON of an `event state {…}` line.
@@ -315,20 +338,26 @@ fn pause_resume_fps_and_flip() {
     let flipped_from = u64_at(&d.status(), "now_us");
     let r = d.ctl("fps 15");
     assert_eq!(r, "ok fps=15");
+    // A tick that wakes after the reply takes the new rate; frames captured before it (the
+    // first keyframe may be one, still queued in the encoder) keep the old 30 fps spacing.
+    let fps_from = u64_at(&d.status(), "now_us");
     let rec = Recorder::start(d.addr, 0);
-    assert!(rec.wait_for_more(20, FRAMES_WITHIN), "20 frames at 15 fps");
+    assert!(rec.wait_for_more(22, FRAMES_WITHIN), "22 frames at 15 fps");
     let units = rec.stop();
+    assert!(units[0].header.keyframe);
     // 15 fps: capture times 66.7 ms apart (a frame a loaded machine dropped leaves a gap of
-    // two or more periods, never a 30 fps one of 33 or 100 ms); the first unit is the resume
-    // keyframe.
-    let gaps: Vec<u64> = units.windows(2).map(|w| w[1].header.capture_us - w[0].header.capture_us).collect();
+    // two or more periods, never a 30 fps one of 33 or 100 ms).
+    let at_15: Vec<_> = units.iter().filter(|u| u.header.capture_us >= fps_from).collect();
+    assert!(at_15.len() >= 20, "20 frames captured after the fps reply: {}", at_15.len());
+    let gaps: Vec<u64> = at_15.windows(2).map(|w| w[1].header.capture_us - w[0].header.capture_us).collect();
     let periods = |g: u64| (g + 33_333) / 66_667;
     assert!(
-        gaps.iter().all(|&g| periods(g) >= 1 && g.abs_diff(periods(g) * 66_667) <= 3_000),
+        // 12 ms of slack for a capture thread woken late on a loaded machine: a 30 fps gap is
+        // still 33 ms off every whole number of 15 fps periods.
+        gaps.iter().all(|&g| periods(g) >= 1 && g.abs_diff(periods(g) * 66_667) <= 12_000),
         "every gap a whole number of 15 fps periods: {gaps:?}"
     );
     assert!(gaps.iter().filter(|&&g| periods(g) == 1).count() * 2 >= gaps.len(), "mostly one period: {gaps:?}");
-    assert!(units[0].header.keyframe);
     let crops = crops_captured_after(flipped_from, &units, 0, &scene, Flip::V);
     assert!(!crops.is_empty());
 }

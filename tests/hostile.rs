@@ -101,7 +101,14 @@ impl Watched {
         );
         assert!(peak_kb <= idle_kb + MAX_GROWTH_KB, "{name}: RSS grew from {idle_kb} kB to {peak_kb} kB");
         assert!(span >= 60, "{name}: the attack lasted {span} frames");
-        let (lost, lost_quiet) = ((span - got) as f64 / span as f64, (q_span - q_got) as f64 / q_span.max(1) as f64);
+        // Ticks the synthetic camera's capture thread slept through with no request queued
+        // ("starved") are CPU time the attacker, on the same two cores, took from the stand-in
+        // for a camera, which on a Pi is hardware: counted apart, and bounded, so a loop that
+        // stops refilling still fails. What the daemon itself lost is judged against the quiet window.
+        let starved = attacked.delta("camera_starved").min(span - got);
+        assert!(starved * 4 <= span, "{name}: the camera was starved of requests on {starved} of {span} ticks");
+        let lost = (span - got - starved) as f64 / span as f64;
+        let lost_quiet = (q_span - q_got) as f64 / q_span.max(1) as f64;
         assert!(
             lost <= lost_quiet + 0.01,
             "{name}: the viewer kept {got} of {span} frames under attack, {q_got} of {q_span} without ({})",

@@ -149,8 +149,12 @@ fn crop_over_the_control_socket_moves_the_visible_region() {
         }
     }
     let first_new = first_new.expect("some frame shows the new crop");
+    // Natively a crop lands on the frame the reply names (tests/eyes.rs holds that exactly);
+    // under qemu a late wake-up still lets a request planned with the old crop fill a later
+    // sequence now and then, so the landing is judged loosely there: that it lands, not when.
+    let late = if emulated() { 8 } else { 2 };
     assert!(
-        first_new >= target_seq && first_new <= target_seq + 2,
+        first_new >= target_seq && first_new <= target_seq + late,
         "crop landed on {first_new}, reply said {target_seq}"
     );
     assert!(units.iter().filter(|u| u.header.sequence >= first_new).all(|u| u.header.crop == new));

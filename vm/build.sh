@@ -2,16 +2,19 @@
 # Builds (idempotently) and caches the pieyes test VM. See vm/NOTES.md.
 #   vm/build.sh                 build whatever is missing, print the image dir
 #   vm/build.sh --chroot-only   only the trixie build chroot (used by cargo-trixie.sh)
+#   vm/build.sh --libcamera-only   the chroot and backports' libcamera beside it (stages/libcamera.sh):
+#                               prints that directory
 #   vm/build.sh --print         print the current image dir without building (fails if none)
 # Cache: ${PIEYES_VM_CACHE:-$HOME/.cache/pieyes-vm}; PIEYES_VM_KEEP_OLD=1 keeps superseded entries.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
-for s in debootstrap chroot rootfs modules image; do . "$VM_DIR/stages/$s.sh"; done
+for s in debootstrap chroot rootfs modules image libcamera; do . "$VM_DIR/stages/$s.sh"; done
 
 mode=all
 case "${1:-}" in
   "") ;;
   --chroot-only) mode=chroot ;;
+  --libcamera-only) mode=libcamera ;;
   --print) [ -e "$CACHE/current/rootfs.ext4" ] || die "no image built yet (run vm/build.sh)"
            readlink -f "$CACHE/current"; exit 0 ;;
   -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
@@ -49,6 +52,15 @@ ln -sfn "$(basename "$CHROOT")" "$CACHE/chroot"
 
 if [ "$mode" = chroot ]; then log "total $(since "$T0")"; echo "$CHROOT"; exit 0; fi
 
+KEY_LIBCAMERA=$(key_of "libcamera $ENV_ID $KEY_CHROOT" "$VM_DIR/stages/libcamera.sh")
+LIBCAMERA=$CACHE/libcamera-$KEY_LIBCAMERA
+if [ ! -d "$LIBCAMERA" ]; then
+  log "libcamera from $PIEYES_VM_SUITE-backports: fetching into $LIBCAMERA"
+  t=$(now); stage_libcamera "$CHROOT" "$LIBCAMERA"; log "libcamera $(cat "$LIBCAMERA/version"): done in $(since "$t")"
+else log "libcamera $(cat "$LIBCAMERA/version"): cached ($LIBCAMERA)"; fi
+ln -sfn "$(basename "$LIBCAMERA")" "$CACHE/libcamera-backports"
+if [ "$mode" = libcamera ]; then log "total $(since "$T0")"; echo "$LIBCAMERA"; exit 0; fi
+
 K=$(guest_kernel_version "$ROOTFS")
 KEY_MODULES=$(key_of "modules $ENV_ID $KEY_CHROOT $K" "$VM_DIR/stages/modules.sh" \
   "$VM_DIR/modules/Kbuild" "$VM_DIR/modules/build-modules.sh")
@@ -68,12 +80,12 @@ else log "image: cached ($IMAGE)"; fi
 ln -sfn "$(basename "$IMAGE")" "$CACHE/current"
 
 if [ "${PIEYES_VM_KEEP_OLD:-0}" != 1 ]; then
-  for d in "$CACHE"/chroot-* "$CACHE"/rootfs-* "$CACHE"/modules-* "$CACHE"/image-*; do
+  for d in "$CACHE"/chroot-* "$CACHE"/rootfs-* "$CACHE"/modules-* "$CACHE"/image-* "$CACHE"/libcamera-????????????????*; do
     [ -e "$d" ] || continue
-    case "$d" in "$CHROOT"*|"$ROOTFS"*|"$MODULES"*|"$IMAGE"*) continue ;; esac
+    case "$d" in "$CHROOT"*|"$ROOTFS"*|"$MODULES"*|"$IMAGE"*|"$LIBCAMERA"*) continue ;; esac
     log "pruning superseded $d"; safe_rmrf "$d"
   done
 fi
-log "kernel $K; keys chroot=$KEY_CHROOT rootfs=$KEY_ROOTFS modules=$KEY_MODULES image=$KEY_IMAGE"
+log "kernel $K; keys chroot=$KEY_CHROOT rootfs=$KEY_ROOTFS modules=$KEY_MODULES image=$KEY_IMAGE libcamera=$KEY_LIBCAMERA"
 log "total $(since "$T0")"
 echo "$IMAGE"

@@ -8,6 +8,8 @@
 # both persist across runs. The target dir is printed at the end.
 # Toolchain: PIEYES_VM_TOOLCHAIN=host (default when the host has rustup: the toolchain `rustup which
 # cargo` picks in SRC_DIR, bind-mounted read-only) or debian (trixie's rustc/cargo 1.85).
+# libcamera: PIEYES_VM_LIBCAMERA=trixie (default: 0.4, installed in the chroot) or backports (0.7
+# today: stages/libcamera.sh, mounted at /overlay and first on PKG_CONFIG_PATH; its own target dir).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -21,6 +23,19 @@ need_root
 CHROOT=$("$VM_DIR/build.sh" --chroot-only 2> >(grep -v ': cached (' | grep -v 'total ' >&2)) \
   || die "could not build the trixie chroot (vm/build.sh --chroot-only)"
 CHROOT=$(readlink -f "$CHROOT")
+LC=${PIEYES_VM_LIBCAMERA:-trixie}
+lcenv=() lcbinds=() lcsuffix=
+case "$LC" in
+  trixie) ;;
+  backports)
+    lcdir=$("$VM_DIR/build.sh" --libcamera-only 2> >(grep -v ': cached (' | grep -v 'total ' >&2)) \
+      || die "could not fetch libcamera from backports (vm/build.sh --libcamera-only)"
+    lcbinds=("$lcdir/root:/overlay:ro")
+    lcenv=(PKG_CONFIG_PATH=/overlay/usr/lib/x86_64-linux-gnu/pkgconfig)
+    lcsuffix=-libcamera-backports
+    ;;
+  *) die "PIEYES_VM_LIBCAMERA must be trixie or backports, not $LC" ;;
+esac
 
 TC=${PIEYES_VM_TOOLCHAIN:-}
 if [ -z "$TC" ]; then
@@ -41,9 +56,9 @@ esac
 
 CARGO_HOME_H=$CACHE/cargo-home
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then TARGET_H=$CARGO_TARGET_DIR
-else TARGET_H=$CACHE/target/$(basename "$SRC")-$(printf '%s' "$SRC" | sha256sum | cut -c1-8)-$TC; fi
+else TARGET_H=$CACHE/target/$(basename "$SRC")-$(printf '%s' "$SRC" | sha256sum | cut -c1-8)-$TC$lcsuffix; fi
 mkdir -p "$CARGO_HOME_H" "$TARGET_H"
-binds+=("$CARGO_HOME_H:/cargo" "$TARGET_H:/target")
+binds+=("$CARGO_HOME_H:/cargo" "$TARGET_H:/target" "${lcbinds[@]}")
 CA=/etc/ssl/certs/ca-certificates.crt
 if [ -f "$CA" ]; then binds+=("$CA:/etc/pieyes-host-ca.crt:ro"); else CA=; fi
 
@@ -56,12 +71,12 @@ while IFS='=' read -r name _; do
   esac
 done < <(env)
 
-log "cargo $* in $SRC (toolchain: $TC, chroot: $(basename "$CHROOT"))"
+log "cargo $* in $SRC (toolchain: $TC, chroot: $(basename "$CHROOT"), libcamera: $LC)"
 set +e
 in_chroot "$CHROOT" "${binds[@]}" -- /usr/bin/env \
   PATH="$path" CARGO_HOME=/cargo CARGO_TARGET_DIR=/target \
   ${CA:+CARGO_HTTP_CAINFO=/etc/pieyes-host-ca.crt SSL_CERT_FILE=/etc/pieyes-host-ca.crt} \
-  "${passenv[@]}" sh -c 'cd /src && exec cargo "$@"' cargo "$@"
+  "${passenv[@]}" "${lcenv[@]}" sh -c 'cd /src && exec cargo "$@"' cargo "$@"
 rc=$?
 set -e
 log "target dir (host): $TARGET_H"

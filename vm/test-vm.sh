@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `make test-vm`: pieyes against real libcamera 0.4 (and the kernel's virtual media drivers) in
-# the cached trixie guest.
-#   1. vm/build.sh                         the guest image (cached; rebuilt when its inputs change)
+# `make test-vm`: pieyes against real libcamera (and the kernel's virtual media drivers) in the
+# cached trixie guest: trixie's 0.4, and backports' 0.7 (the minor Raspberry Pi OS trixie ships).
+#   1. vm/build.sh                         the guest image and backports' libcamera (cached;
+#                                          rebuilt when their inputs change)
 #   2. vm/cargo-trixie.sh clippy + build   --features libcamera, in the trixie chroot (cargo's own
-#                                          incremental cache under the VM cache dir)
+#                                          incremental cache under the VM cache dir), once against
+#                                          each libcamera
 #   3. vm/run.sh PAYLOAD                   boots the guest; vm/tests/run-guest.sh runs every
 #                                          vm/tests/NN-*.sh in order (PASS/FAIL lines each)
 #   4. vm/tests/NN-*.host.sh               host-side checks of what the guest saved (ffprobe, jq)
@@ -37,15 +39,30 @@ step "build --release --features libcamera (trixie chroot)"
 t=$(now)
 "$VM_DIR/cargo-trixie.sh" -C "$ROOT" build --locked --release --features libcamera || die "the libcamera build failed"
 mark build "$t"
+step "build --release --features libcamera against backports' libcamera (trixie chroot)"
+t=$(now)
+PIEYES_VM_LIBCAMERA=backports "$VM_DIR/cargo-trixie.sh" -C "$ROOT" build --locked --release --features libcamera \
+  || die "the libcamera build against backports' libcamera failed"
+mark build-backports "$t"
 TC=${PIEYES_VM_TOOLCHAIN:-$({ command -v rustup || [ -x "$HOME/.cargo/bin/rustup" ]; } >/dev/null 2>&1 && echo host || echo debian)}
-BIN=$CACHE/target/$(basename "$ROOT")-$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)-$TC/release/pieyes
-[ -x "$BIN" ] || die "built binary not found at $BIN"
+TARGET=$CACHE/target/$(basename "$ROOT")-$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)-$TC
+BIN=$TARGET/release/pieyes BIN_BACKPORTS=$TARGET-libcamera-backports/release/pieyes
+for b in "$BIN" "$BIN_BACKPORTS"; do [ -x "$b" ] || die "built binary not found at $b"; done
+LC_DIR=$(readlink -f "$CACHE/libcamera-backports")
 
 step "guest run"
 PAY=$(mktemp -d "$CACHE/payload-test-vm.XXXXXX")
 trap 'rm -rf "$PAY"' EXIT
 mkdir -p "$PAY/bin" "$PAY/tests"
 cp "$BIN" "$PAY/bin/pieyes"
+# Backports' build and the libcamera it runs with: its libraries, IPA modules and their proxies,
+# and its data (IPA tuning files), as vm/tests/11-libcamera-backports.sh puts them on its paths.
+mkdir -p "$PAY/libcamera-backports/bin"
+cp "$BIN_BACKPORTS" "$PAY/libcamera-backports/bin/pieyes"
+cp "$LC_DIR/version" "$PAY/libcamera-backports/"
+(cd "$LC_DIR/root" && cp -a --parents usr/lib usr/share/libcamera "$PAY/libcamera-backports/") \
+  || die "copying backports' libcamera into the payload failed"
+[ -d "$LC_DIR/root/usr/libexec" ] && cp -a "$LC_DIR/root/usr/libexec" "$PAY/libcamera-backports/usr/"
 cp "$VM_DIR/tests/run-guest.sh" "$PAY/test.sh"
 for f in "$VM_DIR"/tests/*; do
   case "$f" in *.host.sh|*/run-guest.sh) ;; *) cp "$f" "$PAY/tests/" ;; esac
@@ -54,7 +71,9 @@ RESULTS=$ROOT/target/test-artifacts/vm
 rm -rf "$RESULTS"; mkdir -p "$(dirname "$RESULTS")"
 t=$(now)
 set +e
-PIEYES_VM_NO_BUILD=1 PIEYES_VM_RESULTS=$RESULTS "$VM_DIR/run.sh" "$PAY" >/dev/null
+# 20 min for boot and tests: on a busy 2-core host TCG boots in ~3 min, and 10-libcamera and
+# 11-libcamera-backports each record vimc (0.3 fps there) for up to 45 s per eye.
+PIEYES_VM_TIMEOUT=${PIEYES_VM_TIMEOUT:-1200} PIEYES_VM_NO_BUILD=1 PIEYES_VM_RESULTS=$RESULTS "$VM_DIR/run.sh" "$PAY" >/dev/null
 guest_rc=$?
 set -e
 mark guest "$t"

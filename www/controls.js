@@ -387,6 +387,13 @@ class Controls {
         const m = /path=(.*)$/.exec(reply);
         return 'saved as defaults' + (m ? ` (${m[1]})` : '');
       }));
+    document.getElementById('calibrate').addEventListener('click', () => this.calibrate());
+    document.getElementById('calib-apply').addEventListener('click', () =>
+      this.act('calibrate apply', (reply) => {
+        const f = parseFields(reply.slice(3));
+        document.getElementById('calibration').hidden = true;
+        return `eye 1 offset ${f.offset} applied and saved${f.clamped ? ' (clamped at the sensor edge: zoom in for room)' : ''}`;
+      }));
     document.getElementById('centre').addEventListener('click', () =>
       this.centre(this.layout.mode === 'one' ? this.layout.large : this.activeEye));
     for (const group of document.querySelectorAll('#panel .group[data-target="0"], #panel .group[data-target="1"]')) {
@@ -395,6 +402,23 @@ class Controls {
         b.addEventListener('click', () => this.toggleFlip(i, b.dataset.flip));
       }
     }
+  }
+
+  // `calibrate`: the daemon compares the two eyes' pictures and proposes eye 1's offset; the
+  // result is shown with an Apply button, and the anaglyph overlay turns on to judge by eye.
+  calibrate() {
+    const box = document.getElementById('calibration'), out = document.getElementById('calib-result');
+    const button = document.getElementById('calibrate');
+    button.disabled = true;
+    return this.act('calibrate', (reply) => {
+      const f = parseFields(reply.slice(3));
+      const dy = Number(f.dy), conf = Number(f.confidence);
+      const where = Math.abs(dy) < 0.5 ? 'aligned' : `${Math.abs(dy).toFixed(1)} px ${dy > 0 ? 'low' : 'high'}`;
+      this.calibration = { offset: f.offset, dy, rotation: Number(f.rotation), confidence: conf };
+      out.textContent = `eye 1 ${where}, turned ${Number(f.rotation).toFixed(2)}°, confidence ${conf.toFixed(2)} → offset ${f.offset}`;
+      box.hidden = false;
+      return `calibrate: proposed offset ${f.offset} for eye 1`;
+    }).finally(() => { button.disabled = false; });
   }
 
   togglePause() {
@@ -513,6 +537,7 @@ class Controls {
   snapshot() {
     return {
       linked: this.linked, activeEye: this.activeEye, sent: this.sent, feedback: { ...this.feedback },
+      calibration: this.calibration || null,
       sliders: this.sliders.map((s) => ({ id: s.input.id, target: s.target, axis: s.axis, value: Number(s.input.value), disabled: s.input.disabled })),
     };
   }

@@ -1,16 +1,19 @@
 // Overlays, drawn in the browser on a transparent canvas over each eye's video canvas (the
 // daemon does no work for them): centre reticle, crosshair, 3×3 grid, the capture timestamp
-// and focus peaking. Each is a toggle remembered in localStorage. Static overlays are redrawn
+// focus peaking and the anaglyph (eye 0 red, eye 1 cyan, over both views: the stereo pair's
+// vertical alignment at a glance). Each is a toggle remembered in localStorage. Static overlays are redrawn
 // only when the layout or a toggle changes, the timestamp at most ~10 times a second, and
 // peaking is computed ~4 times a second from a small copy of the picture just painted.
 'use strict';
 
-const OVERLAY_NAMES = ['reticle', 'crosshair', 'grid', 'timestamp', 'peaking'];
+const OVERLAY_NAMES = ['reticle', 'crosshair', 'grid', 'timestamp', 'peaking', 'anaglyph'];
 const OVERLAY_STORE = 'pieyes.overlays';
 const TIMESTAMP_EVERY_MS = 100;
 const PEAKING_EVERY_MS = 250;
 const PEAKING_WIDTH = 320; // the downscaled copy peaking works on, px
 const PEAKING_MIN_EDGE = 120; // |Sobel| (0…2040) a luma edge needs to count as sharp
+const ANAGLYPH_EVERY_MS = 100;
+const ANAGLYPH_WIDTH = 480; // the composite's width, px
 const RETICLE_COLOUR = '#ffd23f'; // stands out from a scene's own circles and lines
 
 // CLOCK_MONOTONIC µs → h:mm:ss.mmm (time since the daemon's host booted).
@@ -39,6 +42,17 @@ class Overlays {
       };
     });
     for (const e of eyes) e.onPaintHook = (eye) => this.onPaint(eye);
+    // The anaglyph: both eyes' pictures downscaled, eye 0's luma as red, eye 1's as green and
+    // blue. Where the eyes agree it is grey; a vertical misalignment shows as red and cyan
+    // fringes above and below every horizontal edge.
+    this.ana = {
+      canvas: document.createElement('canvas'), at: 0, ready: false, runs: 0, misfit: null,
+      src: [0, 1].map(() => { const c = document.createElement('canvas'); return { c, ctx: c.getContext('2d', { willReadFrequently: true }) }; }),
+    };
+    this.ana.ctx = this.ana.canvas.getContext('2d');
+    // Calibrating turns the anaglyph on: the result is then checked by eye.
+    const calibrate = document.getElementById('calibrate');
+    if (calibrate) calibrate.addEventListener('click', () => this.set('anaglyph', true));
     this.toggles = [...document.querySelectorAll('#overlay-toggles input[data-overlay]')];
     for (const input of this.toggles) {
       input.checked = !!this.on[input.dataset.overlay];
@@ -52,7 +66,7 @@ class Overlays {
   }
 
   load() {
-    const on = { reticle: true, crosshair: false, grid: false, timestamp: false, peaking: false };
+    const on = { reticle: true, crosshair: false, grid: false, timestamp: false, peaking: false, anaglyph: false };
     try {
       const saved = JSON.parse(localStorage.getItem(OVERLAY_STORE) || '{}');
       for (const k of OVERLAY_NAMES) if (typeof saved[k] === 'boolean') on[k] = saved[k];
@@ -69,6 +83,7 @@ class Overlays {
       l.dirty = true;
       if (name === 'peaking' && !value) l.peakReady = false;
     }
+    if (name === 'anaglyph' && !value) this.ana.ready = false;
   }
 
   // The layout gives each eye's view size in CSS pixels (0 when hidden).
@@ -151,8 +166,42 @@ class Overlays {
     l.dirty = true;
   }
 
+  // Compose the anaglyph from the two eyes' canvases (already RGB, as peaking does).
+  anaglyph() {
+    const a = this.ana;
+    const [c0, c1] = this.eyes.map((e) => e.canvas);
+    if (!c0 || !c1 || !c0.width || !c1.width) return;
+    const sw = Math.min(ANAGLYPH_WIDTH, c0.width), sh = Math.max(1, Math.round((sw * c0.height) / c0.width));
+    if (a.canvas.width !== sw || a.canvas.height !== sh) {
+      a.canvas.width = sw; a.canvas.height = sh;
+      for (const s of a.src) { s.c.width = sw; s.c.height = sh; }
+    }
+    const px = [c0, c1].map((c, i) => {
+      a.src[i].ctx.drawImage(c, 0, 0, sw, sh);
+      return a.src[i].ctx.getImageData(0, 0, sw, sh).data;
+    });
+    const out = a.ctx.createImageData(sw, sh);
+    const o = out.data;
+    let diff = 0;
+    for (let j = 0; j < o.length; j += 4) {
+      const y0 = (px[0][j] * 77 + px[0][j + 1] * 150 + px[0][j + 2] * 29) >> 8;
+      const y1 = (px[1][j] * 77 + px[1][j + 1] * 150 + px[1][j + 2] * 29) >> 8;
+      o[j] = y0; o[j + 1] = y1; o[j + 2] = y1; o[j + 3] = 255;
+      diff += Math.abs(y0 - y1);
+    }
+    a.ctx.putImageData(out, 0, 0);
+    a.misfit = diff / (sw * sh); // mean |eye 0 − eye 1| luma (tests, and a number to watch)
+    a.ready = true;
+    a.runs++;
+    for (const l of this.layers) l.dirty = true;
+  }
+
   frame() {
     const now = performance.now();
+    if (this.on.anaglyph && now - this.ana.at >= ANAGLYPH_EVERY_MS) {
+      this.ana.at = now;
+      this.anaglyph();
+    }
     for (let i = 0; i < this.layers.length; i++) {
       const l = this.layers[i];
       const stampDue = this.on.timestamp && l.newFrame && now - l.lastDraw >= TIMESTAMP_EVERY_MS;
@@ -188,6 +237,14 @@ class Overlays {
       ctx.setLineDash([]);
     };
     const px = (v) => Math.round(v) + 0.5; // crisp 1 px lines
+    if (this.on.anaglyph && this.ana.ready) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(this.ana.canvas, 0, 0, w, h);
+      // Level guides every tenth of the height: a misaligned pair's fringes cross them.
+      lines(() => {
+        for (let k = 1; k < 10; k++) { ctx.moveTo(0, px((h * k) / 10)); ctx.lineTo(w, px((h * k) / 10)); }
+      }, 1, [2, 6], 'rgba(255,255,255,0.5)');
+    }
     if (this.on.grid) {
       lines(() => {
         for (const f of [1 / 3, 2 / 3]) {
@@ -245,6 +302,7 @@ class Overlays {
         w: l.w, h: l.h, canvas: [l.canvas.width, l.canvas.height], text: l.text,
         peakRuns: l.peakRuns, peakPixels: l.peakPixels,
       })),
+      anaglyph: { runs: this.ana.runs, misfit: this.ana.misfit },
     };
   }
 }

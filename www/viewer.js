@@ -1,7 +1,8 @@
 // pieyes viewer: both eyes over WebSocket, decoded with WebCodecs and drawn the moment a frame
-// is decoded. Wire format: README.md, "Wire format". No build step, no dependencies.
-// The control connection is control.js, steering controls.js, overlays overlays.js and the view
-// modes layout.js; this file decodes the eyes and wires the page together.
+// is decoded; without WebCodecs (plain http from another machine) through Media Source
+// Extensions instead (mse.js). Wire format: README.md, "Wire format". No build step, no
+// dependencies. The control connection is control.js, steering controls.js, overlays
+// overlays.js and the view modes layout.js; this file decodes the eyes and wires the page together.
 'use strict';
 
 const HEADER_LEN = 32;
@@ -34,6 +35,15 @@ function parseHeader(buf) {
   };
 }
 
+// How this page plays video: 'WebCodecs' (secure contexts: https, localhost), 'MSE' (Media
+// Source Extensions, also on plain http; `?mse` in the URL picks it to compare), or null.
+function playPath() {
+  const webcodecs = 'VideoDecoder' in window && 'EncodedVideoChunk' in window;
+  const mse = typeof MsePlayer !== 'undefined' && MsePlayer.supported();
+  if (mse && (!webcodecs || /[?&]mse\b/.test(location.search))) return 'MSE';
+  return webcodecs ? 'WebCodecs' : null;
+}
+
 function percentile(sorted, p) {
   if (!sorted.length) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -42,8 +52,9 @@ function percentile(sorted, p) {
 // ---- one eye -----------------------------------------------------------------------------
 
 class Eye {
-  constructor(index, figure, control) {
+  constructor(index, figure, control, path) {
     this.index = index;
+    this.path = path;
     this.figure = figure;
     this.view = figure.querySelector('.view');
     this.canvas = figure.querySelector('canvas.video');
@@ -58,7 +69,15 @@ class Eye {
     this.hello = null;
     this.onHelloHook = null; // (eye) => …, after a hello (the picture's size may have changed)
     this.onPaintHook = null; // (eye, frame) => …, after a frame is painted, before it is closed
+    const label = document.createElement('span');
+    label.className = 'path';
+    label.textContent = path || 'no decoder';
+    label.title = path === 'MSE' ? 'Media Source Extensions: plays on plain http, a few frames behind WebCodecs'
+      : path ? 'WebCodecs: decoded and drawn the moment a frame arrives' : 'this browser has neither WebCodecs nor Media Source Extensions';
+    figure.querySelector('figcaption b').after(' ', label);
+    this.mse = path === 'MSE' ? new MsePlayer(this) : null;
     this.reset();
+    if (!path) this.statsEl.textContent = 'no video decoder in this browser';
     this.connect();
   }
 
@@ -94,6 +113,7 @@ class Eye {
     ws.onclose = () => {
       this.figure.classList.add('stale');
       this.closeDecoder();
+      if (this.mse) this.mse.reset();
       this.statsEl.textContent = 'disconnected, reconnecting…';
       setTimeout(() => this.connect(), this.backoff);
       this.backoff = Math.min(this.backoff * 2, 3000);
@@ -138,6 +158,7 @@ class Eye {
     }
     this.hello = h;
     this.waitKey = true;
+    if (this.mse) this.mse.reset();
     if (this.onHelloHook) this.onHelloHook(this);
   }
 
@@ -178,6 +199,16 @@ class Eye {
     this.windowBytes += buf.byteLength;
     if (this.lastSeq !== null && h.seq !== this.lastSeq + 1 && !this.waitKey) this.drops += Math.max(0, h.seq - this.lastSeq - 1);
     this.lastSeq = h.seq;
+    if (this.mse) {
+      this.seqOf.set(h.captureUs, { seq: h.seq, recvMs });
+      if (this.seqOf.size > 64) this.seqOf.delete(this.seqOf.keys().next().value);
+      const was = this.mse.errors + this.mse.presented;
+      this.waitKey = !this.mse.push(h);
+      if (this.waitKey && was > 0) this.askKeyframe(); // lost its place: ask, as below
+      else this.lastHeader = h;
+      return;
+    }
+    if (!this.path) return;
     if (this.waitKey && !h.key) {
       // Skipped and still waiting: ask again (askKeyframe allows one per 500 ms). The keyframe
       // asked for last time may have come and been skipped past already; without a new ask
@@ -211,19 +242,24 @@ class Eye {
   }
 
   paint(frame) {
+    this.show(frame, frame.timestamp);
+    frame.close();
+  }
+
+  // Draw a decoded picture (a VideoFrame, or the MSE path's <video>) captured at `captureUs`.
+  show(source, captureUs) {
     const outMs = performance.now();
-    this.ctx.drawImage(frame, 0, 0, this.canvas.width, this.canvas.height);
+    this.ctx.drawImage(source, 0, 0, this.canvas.width, this.canvas.height);
     const drawnMs = performance.now();
-    const lat = (this.control.daemonNowUs() - frame.timestamp) / 1000;
-    const sent = this.seqOf.get(frame.timestamp);
-    this.seqOf.delete(frame.timestamp);
+    const lat = (this.control.daemonNowUs() - captureUs) / 1000;
+    const sent = this.seqOf.get(captureUs);
+    this.seqOf.delete(captureUs);
     // Where the time went (page clock, ms): message received, decoder output, drawn.
     this.lastPaint = {
-      seq: sent ? sent.seq : null, captureUs: frame.timestamp, latencyMs: lat,
+      seq: sent ? sent.seq : null, captureUs, latencyMs: lat,
       recvMs: sent ? sent.recvMs : null, outMs, drawnMs,
     };
-    if (this.onPaintHook) this.onPaintHook(this, frame);
-    frame.close();
+    if (this.onPaintHook) this.onPaintHook(this, source);
     this.figure.classList.remove('stale');
     this.painted++;
     this.windowPainted++;
@@ -248,6 +284,7 @@ class Eye {
     this.statsEl.textContent =
       `${this.fps.toFixed(1)} fps · ${(this.bps / 1e6).toFixed(2)} Mb/s · dropped ${this.drops}` +
       ` (server ${serverDrops}) · latency ${percentile(s, 50).toFixed(0)}/${percentile(s, 95).toFixed(0)} ms p50/p95` +
+      (this.mse ? ` · buffer ${this.mse.stats().leadMs} ms` : '') +
       (this.lastHeader ? ` · #${this.lastHeader.seq}` : '');
   }
 
@@ -255,11 +292,14 @@ class Eye {
   snapshot() {
     const s = this.latencies.slice().sort((a, b) => a - b);
     return {
+      path: this.path, mse: this.mse ? this.mse.stats() : null,
       painted: this.painted, received: this.received, drops: this.drops, decodeErrors: this.decodeErrors, keyframesAsked: this.keyframesAsked || 0,
       waitingKeyframe: this.waitKey, decodeQueue: this.decoder ? this.decoder.decodeQueueSize : null,
-      fps: this.fps, bps: this.bps, codec: this.codec,
+      fps: this.fps, bps: this.bps, codec: this.mse ? this.mse.codec : this.codec,
       latencyP50: percentile(s, 50), latencyP95: percentile(s, 95),
       lastSeq: this.lastHeader ? this.lastHeader.seq : null,
+      // The daemon's side of this eye, from the last status: frames it dropped and why.
+      server: this.server ? { drops: this.server.drops, encoderDrops: this.server.encoder_drops, encodeMs: this.server.encode_ms } : null,
     };
   }
 }
@@ -295,12 +335,34 @@ function setupAuth(control) {
   show();
 }
 
-function main() {
-  if (!('VideoDecoder' in window) || !('EncodedVideoChunk' in window)) {
-    document.getElementById('unsupported').hidden = false;
-    setConn(false);
-    return;
+// On plain http (not localhost) the page plays through MSE: offer the https link, and say once
+// what the browser's certificate warning will mean; after "Got it", a small link in the header.
+// Only when the daemon serves https (the hello says; not with `--tls off`).
+function offerHttps(layout) {
+  if (location.protocol !== 'http:' || window.isSecureContext) return;
+  const url = 'https://' + location.host + location.pathname + location.search;
+  for (const a of document.querySelectorAll('.https-link')) {
+    a.href = url;
+    if (!a.textContent) a.textContent = url;
   }
+  const banner = document.getElementById('https-hint');
+  const badge = document.getElementById('https-badge');
+  let seen = false;
+  try { seen = localStorage.getItem('pieyes.https-hint') === 'seen'; } catch (e) { /* shown */ }
+  banner.hidden = seen;
+  badge.hidden = !seen;
+  document.getElementById('https-hint-close').addEventListener('click', () => {
+    try { localStorage.setItem('pieyes.https-hint', 'seen'); } catch (e) { /* shown again next time */ }
+    banner.hidden = true;
+    badge.hidden = false;
+    layout.apply();
+  });
+  layout.apply();
+}
+
+function main() {
+  const path = playPath();
+  if (!path) document.getElementById('unsupported').hidden = false;
   const eyes = [];
   let controls = null;
   const control = new Control({
@@ -319,9 +381,20 @@ function main() {
         `daemon up ${status.uptime_s.toFixed(0)} s · clock offset ±${(control.rttUs / 2000).toFixed(1)} ms`;
     },
   });
-  document.querySelectorAll('#eyes .eye').forEach((fig) => eyes.push(new Eye(Number(fig.dataset.eye), fig, control)));
+  document.querySelectorAll('#eyes .eye').forEach((fig) => eyes.push(new Eye(Number(fig.dataset.eye), fig, control, path)));
   const overlays = new Overlays(eyes, control);
   const layout = new Layout(eyes, overlays);
+  let offered = false;
+  for (const e of eyes) {
+    const hook = e.onHelloHook;
+    e.onHelloHook = (eye) => {
+      if (hook) hook(eye);
+      if (!offered && eye.hello.https) {
+        offered = true;
+        offerHttps(layout);
+      }
+    };
+  }
   controls = new Controls(control, eyes, layout);
   setInterval(() => {
     for (const e of eyes) e.tick();
@@ -331,7 +404,7 @@ function main() {
   const latency = new LatencyProbe(eyes, control);
   setupAuth(control);
   window.pieyes = {
-    eyes, control, controls, layout, overlays, latency,
+    path, eyes, control, controls, layout, overlays, latency,
     snapshot: () => eyes.map((e) => e.snapshot()),
     state: () => controls.state, // the last commanded state the daemon reported
     events: () => controls.events.slice(), // the last event lines received

@@ -207,6 +207,17 @@ pub struct Viewers {
     conns: Vec<Conn>,
     pub latency: Histogram,
     pub per_eye_frames: [u64; 2],
+    /// When Some: every frame the first viewer of each eye receives (see [`FrameSeen`]).
+    pub frames_seen: Option<Vec<FrameSeen>>,
+}
+
+/// A frame as a viewer received it: its eye, capture time (µs), H.264 bytes, keyframe or not.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameSeen {
+    pub eye: u8,
+    pub capture_us: u64,
+    pub bytes: usize,
+    pub keyframe: bool,
 }
 
 fn connect_from(addr: SocketAddr, local: u8) -> TcpStream {
@@ -260,7 +271,7 @@ impl Viewers {
                 closed: false,
             });
         }
-        Viewers { conns, latency: Histogram::new(), per_eye_frames: [0, 0] }
+        Viewers { conns, latency: Histogram::new(), per_eye_frames: [0, 0], frames_seen: None }
     }
 
     /// Read and parse for `dur`.
@@ -281,6 +292,8 @@ impl Viewers {
                 .collect();
             drop(fds);
             for i in ready {
+                // The first connection of each eye logs what it receives.
+                let first_of_eye = self.conns.iter().position(|o| o.eye == self.conns[i].eye) == Some(i);
                 let c = &mut self.conns[i];
                 loop {
                     match c.stream.read(&mut chunk) {
@@ -298,8 +311,16 @@ impl Viewers {
                     used += n;
                     match f.opcode {
                         Opcode::Binary => {
-                            if let Some((h, _)) = VideoHeader::parse(&f.payload) {
+                            if let Some((h, au)) = VideoHeader::parse(&f.payload) {
                                 self.latency.record(now.saturating_sub(h.capture_us));
+                                if first_of_eye && let Some(log) = self.frames_seen.as_mut() {
+                                    log.push(FrameSeen {
+                                        eye: h.eye,
+                                        capture_us: h.capture_us,
+                                        bytes: au.len(),
+                                        keyframe: h.keyframe,
+                                    });
+                                }
                                 if let Some(prev) = c.last_seq {
                                     c.gaps += h.sequence.wrapping_sub(prev).saturating_sub(1) as u64;
                                 }

@@ -1,7 +1,9 @@
 //! The synthetic world both eyes look at: a detailed, non-repeating texture fixed in sensor
 //! space (tiles of varying brightness and colour, each with its own ring, a grid, large
 //! concentric circles around the sensor centre) and a disc that orbits over it. Eye 1 sees
-//! the scene shifted by a small horizontal disparity, as the right eye of a stereo pair does.
+//! the scene shifted by a small horizontal disparity, as the right eye of a stereo pair does,
+//! and, for tests of `calibrate`, optionally misaligned: its picture shifted down and turned as
+//! a camera mounted a little off would give it (`Misalign`).
 //!
 //! Rendering a frame is a nearest-neighbour scale of the crop into the output (index tables
 //! built once per frame, then one gather per pixel), so the "sensor" costs little CPU and
@@ -14,9 +16,24 @@ const DISC_RADIUS: f32 = 60.0;
 const ORBIT_RADIUS: f32 = 300.0;
 const ORBIT_PERIOD_US: f32 = 4_000_000.0;
 
+/// How eye 1's camera is mounted off eye 0's: its picture shows the scene `dy` sensor pixels
+/// lower and turned by `rotation_deg` about the sensor centre (clockwise, its right side lower).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Misalign {
+    pub dy: i32,
+    pub rotation_deg: f64,
+}
+
+impl Misalign {
+    pub fn is_none(&self) -> bool {
+        self.dy == 0 && self.rotation_deg == 0.0
+    }
+}
+
 pub struct Scene {
     sensor: Size,
     disparity: u32,
+    misalign: Misalign,
     /// Luma texels per row: the sensor plus the disparity margin eye 1 looks into, at half
     /// resolution (one texel per 2×2 sensor pixels: features are at least that wide, and it
     /// keeps the synthetic camera's memory small).
@@ -79,7 +96,13 @@ impl Scene {
                 v.push(128 + ((h >> 8) % 61) as u8 - 30);
             }
         }
-        Scene { sensor, disparity, tw, y, tiles_x, u, v }
+        Scene { sensor, disparity, misalign: Misalign::default(), tw, y, tiles_x, u, v }
+    }
+
+    /// Eye 1 sees the scene through a misaligned camera from now on.
+    pub fn with_misalign(mut self, m: Misalign) -> Scene {
+        self.misalign = m;
+        self
     }
 
     pub fn sensor(&self) -> Size {
@@ -97,21 +120,39 @@ impl Scene {
     pub fn render(&self, eye: u8, t_us: u64, crop: Rect, layout: I420Layout, frame: &mut [u8], xmap: &mut Vec<u32>) {
         let (w, h) = (layout.width as usize, layout.height as usize);
         let shift = if eye == 1 { self.disparity } else { 0 };
+        let m = if eye == 1 { self.misalign } else { Misalign::default() };
         let (yp, up, vp) = layout.planes_mut(frame);
+        let rows = self.y.len() / self.tw;
+        // Sensor row `sy` of a misaligned eye shows scene row `sy - dy` (clamped to the scene).
+        let scene_row = |sy: i64| (sy - m.dy as i64).clamp(0, self.sensor.h as i64 - 1) as usize;
 
         xmap.clear();
         xmap.extend((0..w as u64).map(|x| crop.x + shift + (x * crop.w as u64 / w as u64) as u32));
-        for (oy, line) in yp.chunks_exact_mut(w).enumerate() {
-            let sy = (crop.y as usize + oy * crop.h as usize / h) / 2;
-            let src = &self.y[sy * self.tw..(sy + 1) * self.tw];
-            for (px, &sx) in line.iter_mut().zip(xmap.iter()) {
-                *px = src[sx as usize / 2];
+        if m.rotation_deg == 0.0 {
+            for (oy, line) in yp.chunks_exact_mut(w).enumerate() {
+                let sy = scene_row((crop.y as usize + oy * crop.h as usize / h) as i64) / 2;
+                let src = &self.y[sy * self.tw..(sy + 1) * self.tw];
+                for (px, &sx) in line.iter_mut().zip(xmap.iter()) {
+                    *px = src[sx as usize / 2];
+                }
+            }
+        } else {
+            // Turned: each column's rows move by its distance from the centre times tan(angle).
+            let t = m.rotation_deg.to_radians().tan();
+            let cx = self.sensor.w as f64 / 2.0;
+            let tilt: Vec<i64> = xmap.iter().map(|&sx| ((sx as f64 - shift as f64 - cx) * t).round() as i64).collect();
+            for (oy, line) in yp.chunks_exact_mut(w).enumerate() {
+                let sy = (crop.y as usize + oy * crop.h as usize / h) as i64;
+                for ((px, &sx), &dt) in line.iter_mut().zip(xmap.iter()).zip(tilt.iter()) {
+                    let ty = (scene_row(sy - dt) / 2).min(rows - 1);
+                    *px = self.y[ty * self.tw + sx as usize / 2];
+                }
             }
         }
         let cw = w / 2;
         let tile = TILE as usize;
         for (oy, (uline, vline)) in up.chunks_exact_mut(cw).zip(vp.chunks_exact_mut(cw)).enumerate() {
-            let row = (crop.y as usize + 2 * oy * crop.h as usize / h) / tile * self.tiles_x;
+            let row = scene_row((crop.y as usize + 2 * oy * crop.h as usize / h) as i64) / tile * self.tiles_x;
             let (usrc, vsrc) = (&self.u[row..row + self.tiles_x], &self.v[row..row + self.tiles_x]);
             for (ox, (pu, pv)) in uline.iter_mut().zip(vline.iter_mut()).enumerate() {
                 let t = xmap[2 * ox] as usize / tile;
@@ -125,7 +166,7 @@ impl Scene {
         let sx_scale = w as f32 / crop.w as f32;
         let sy_scale = h as f32 / crop.h as f32;
         let ox = (dcx - shift as f32 - crop.x as f32) * sx_scale;
-        let oy = (dcy - crop.y as f32) * sy_scale;
+        let oy = (dcy + m.dy as f32 - crop.y as f32) * sy_scale;
         let (rx, ry) = (DISC_RADIUS * sx_scale, DISC_RADIUS * sy_scale);
         let x0 = (ox - rx).floor().max(0.0) as usize;
         let x1 = ((ox + rx).ceil().max(0.0) as usize).min(w);
@@ -181,6 +222,25 @@ mod tests {
         assert_eq!(l[..320 * 10], r[..320 * 10]);
         let r0 = render(&s, 1, 0, Rect::new(16, 0, 320, 360), out);
         assert_ne!(l[..320 * 10], r0[..320 * 10]);
+    }
+
+    #[test]
+    fn a_misaligned_eye_sees_the_scene_lower_and_turned() {
+        let s = Scene::new(Size { w: 640, h: 360 }, 16).with_misalign(Misalign { dy: 10, rotation_deg: 0.0 });
+        let out = Size { w: 320, h: 360 };
+        // 1:1 scale: eye 1's row r + 10 is eye 0's row r (disparity undone by the crops);
+        // rows clear of the disc (top) compared.
+        let l = render(&s, 0, 0, Rect::new(16, 0, 320, 360), out);
+        let r = render(&s, 1, 0, Rect::new(0, 0, 320, 360), out);
+        assert_eq!(l[..320 * 20], r[320 * 10..320 * 30]);
+        // Turned clockwise: the right side lower than the left.
+        let t = Scene::new(Size { w: 640, h: 360 }, 0).with_misalign(Misalign { dy: 0, rotation_deg: 2.0 });
+        let r = render(&t, 1, 0, Rect::new(0, 0, 640, 360), Size { w: 640, h: 360 });
+        let l = render(&t, 0, 0, Rect::new(0, 0, 640, 360), Size { w: 640, h: 360 });
+        let px = |f: &[u8], x: usize, y: usize| f[y * 640 + x];
+        let dy_right = ((320.0f64 + 300.0 - 320.0) * 2f64.to_radians().tan()).round() as usize; // 10
+        assert_eq!(px(&r, 620, 40 + dy_right), px(&l, 620, 40));
+        assert_eq!(px(&r, 320, 40), px(&l, 320, 40));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::scene::Scene;
+use super::scene::{Misalign, Scene};
 use super::stamp::Stamp;
 use super::{
     Camera, CameraError, CameraInfo, Completed, Flip, FrameBuffer, FrameLayout, FrameMeta, FrameStatus, Rect, Request,
@@ -34,7 +34,10 @@ pub struct SyntheticConfig {
     pub fps: u32,
     /// Horizontal disparity between the eyes, sensor pixels.
     pub disparity: u32,
-    /// Two: one being captured, one being encoded (see `pipeline::MAX_ENCODER_BACKLOG`).
+    /// How eye 1's camera is mounted off eye 0's (tests of `calibrate`).
+    pub misalign: Misalign,
+    /// One being captured, one being encoded (see `pipeline::MAX_ENCODER_BACKLOG`), and one
+    /// for each frame tap to hold (memfd pages cost memory only once a frame is drawn in them).
     pub buffers_per_eye: usize,
     /// The CPU the capture thread stays on, if any. The daemon gives it eye 1's encoder CPU:
     /// eye 0 is rendered while eye 1's encoder sleeps, and eye 1 before it wakes, so the
@@ -49,7 +52,8 @@ impl Default for SyntheticConfig {
             output: Size { w: 960, h: 1080 },
             fps: 30,
             disparity: 24,
-            buffers_per_eye: 2,
+            misalign: Misalign::default(),
+            buffers_per_eye: 2 + crate::limits::MAX_TAPS,
             cpu: None,
         }
     }
@@ -137,7 +141,7 @@ impl SyntheticRig {
         let period = Duration::from_nanos(1_000_000_000 / cfg.fps.max(1) as u64);
         let origin = monotonic_us() + period.as_micros() as u64;
         timer.set_periodic_from(origin, period)?;
-        let scene = Scene::new(cfg.sensor, cfg.disparity);
+        let scene = Scene::new(cfg.sensor, cfg.disparity).with_misalign(cfg.misalign);
         let thread_shared = shared.clone();
         let sensor = Rect::new(0, 0, cfg.sensor.w, cfg.sensor.h);
         let cpu = cfg.cpu;

@@ -6,6 +6,7 @@
 pub mod ctl;
 pub mod record;
 pub mod selftest;
+pub mod tap_client;
 pub mod ws_client;
 
 /// Run the subcommand `args` names; its exit status. `None`: not a subcommand (the daemon).

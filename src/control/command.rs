@@ -70,6 +70,11 @@ pub enum Command {
     },
     Keyframe,
     Save,
+    /// Estimate eye 1's vertical misalignment from a stereo pair; with `apply`, set the last
+    /// estimate as eye 1's offset and save.
+    Calibrate {
+        apply: bool,
+    },
     Watch,
     /// Time sync for viewers: replies with the daemon's CLOCK_MONOTONIC in µs.
     Clock,
@@ -113,6 +118,7 @@ pub const VERBS: &[(&str, &str, bool, &str)] = &[
     ("bitrate", "<0|1|both> <bps>", false, "H.264 bitrate"),
     ("keyframe", "", false, "both encoders send an IDR next"),
     ("save", "", false, "write calibration and the current view as the start-up defaults"),
+    ("calibrate", "[apply]", false, "estimate eye 1's vertical offset from the pictures; apply: set it and save"),
     ("status", "", false, "one line of JSON"),
     ("watch", "", false, "from now on also send an event line for every state change"),
     ("clock", "", false, "the daemon's monotonic clock in µs"),
@@ -206,6 +212,13 @@ pub fn parse(line: &str) -> Result<Command, CmdError> {
     let Some(&(_, usage, timed, _)) = VERBS.iter().find(|(v, _, _, _)| *v == verb) else {
         return Err(CmdError::new("unknown-command", format!("unknown command {:?}; try help", clip(verb))));
     };
+    if verb == "calibrate" {
+        return match args {
+            [] => Ok(Command::Calibrate { apply: false }),
+            ["apply"] => Ok(Command::Calibrate { apply: true }),
+            _ => Err(CmdError::new("usage", "usage: calibrate [apply]")),
+        };
+    }
     let mut over_ms = 0;
     if timed && args.len() >= 2 && args[args.len() - 2] == "over" {
         let ms = args[args.len() - 1];
@@ -298,6 +311,8 @@ mod tests {
             ("save", Command::Save),
             ("watch", Command::Watch),
             ("fps 25", Command::Fps(25)),
+            ("calibrate", Command::Calibrate { apply: false }),
+            ("calibrate  apply", Command::Calibrate { apply: true }),
             ("auth s3cret", Command::Auth("s3cret".into())),
         ] {
             assert_eq!(parse(l), Ok(c));
@@ -349,6 +364,8 @@ mod tests {
         assert_eq!(code("flip 0 sideways"), "bad-flip");
         assert_eq!(code("offset 0 99999 0"), "out-of-range");
         assert_eq!(code("auth"), "usage");
+        assert_eq!(code("calibrate now"), "usage");
+        assert_eq!(code("calibrate apply 1"), "usage");
         assert_eq!(code(&format!("auth {}", "x".repeat(300))), "bad-token");
         assert_eq!(code("\u{0}\u{1}binary"), "unknown-command");
     }
@@ -358,7 +375,18 @@ mod tests {
         for l in ["status", "clock", "help", "watch", "auth x"] {
             assert!(!parse(l).unwrap().is_steering(), "{l}");
         }
-        for l in ["look 0 0 0", "crop 0 0 0 64 64", "save", "pause", "fps 10", "keyframe", "flip 0 h", "offset 1 1 1"] {
+        for l in [
+            "look 0 0 0",
+            "crop 0 0 0 64 64",
+            "save",
+            "calibrate",
+            "calibrate apply",
+            "pause",
+            "fps 10",
+            "keyframe",
+            "flip 0 h",
+            "offset 1 1 1",
+        ] {
             assert!(parse(l).unwrap().is_steering(), "{l}");
         }
     }

@@ -39,6 +39,21 @@ impl LineReader {
         self.buf.len() - self.start
     }
 
+    /// Throw away every complete line buffered (a rate-limited burst): how many there were.
+    /// One pass over the bytes, no line made: a flood costs its reader a memchr, not a String
+    /// per line. A partial last line stays for the next push.
+    pub fn discard_complete(&mut self) -> u64 {
+        let Some(last) = self.buf[self.start..].iter().rposition(|&b| b == b'\n') else { return 0 };
+        let end = self.start + last + 1;
+        let mut n = self.buf[self.start..end].iter().filter(|&&b| b == b'\n').count() as u64;
+        if self.skipping {
+            n -= 1; // the first newline ends a line already reported as too long
+            self.skipping = false;
+        }
+        (self.start, self.scanned) = (end, end);
+        n
+    }
+
     pub fn next_line(&mut self) -> Option<Line> {
         loop {
             match self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
@@ -114,6 +129,23 @@ mod tests {
         assert_eq!(r.next_line(), Some(Line::TooLong));
         assert_eq!(r.next_line(), Some(Line::Text("ok".into())));
         assert_eq!(r.next_line(), Some(Line::NotUtf8));
+    }
+
+    #[test]
+    fn complete_lines_are_discarded_and_a_partial_one_kept() {
+        let mut r = LineReader::new(16);
+        r.push(b"a\nb\r\n\nc\nsta");
+        assert_eq!(r.discard_complete(), 4);
+        assert_eq!(r.discard_complete(), 0);
+        r.push(b"tus\n");
+        assert_eq!(r.next_line(), Some(Line::Text("status".into())));
+        // Inside an over-long line, its newline ends it and is not counted.
+        r.push(&[b'x'; 40]);
+        assert_eq!(r.next_line(), Some(Line::TooLong));
+        r.push(b"xx\nd\ne");
+        assert_eq!(r.discard_complete(), 1);
+        r.push(b"\n");
+        assert_eq!(r.next_line(), Some(Line::Text("e".into())));
     }
 
     #[test]

@@ -111,6 +111,17 @@ pub enum Reply {
     Saved {
         path: String,
     },
+    /// `calibrate`: `ok calibrate eye=1 offset=dx,dy dy=D rotation=R confidence=C`.
+    Calibration(crate::calibrate::Proposal),
+    /// `calibrate apply`: `ok calibrate applied eye=1 seq=S crop1=… offset=dx,dy path=P
+    /// [clamped=1]`, once the state file is written.
+    CalibrationApplied {
+        seq: u32,
+        crop: Rect,
+        offset: (i32, i32),
+        clamped: bool,
+        path: String,
+    },
     /// `ok watching {state}`: events follow on this connection.
     Watching(StateView),
     /// `auth`: this connection may steer now.
@@ -174,6 +185,28 @@ impl fmt::Display for Reply {
             Reply::Fps(fps) => write!(f, "ok fps={fps}"),
             Reply::Bitrate(bps) => write!(f, "ok bitrate={bps}"),
             Reply::Saved { path } => write!(f, "ok saved path={}", value(path)),
+            Reply::Calibration(p) => write!(
+                f,
+                "ok calibrate eye=1 offset={},{} dy={} rotation={} confidence={}",
+                p.offset.0,
+                p.offset.1,
+                num(p.dy),
+                num(p.rotation_deg),
+                num(p.confidence)
+            ),
+            Reply::CalibrationApplied { seq, crop, offset, clamped, path } => {
+                write!(
+                    f,
+                    "ok calibrate applied eye=1 seq={seq} crop1={crop} offset={},{} path={}",
+                    offset.0,
+                    offset.1,
+                    value(path)
+                )?;
+                if *clamped {
+                    f.write_str(" clamped=1")?;
+                }
+                Ok(())
+            }
             Reply::Watching(state) => write!(f, "ok watching {}", state.to_json()),
             Reply::Steering { token_required: true } => f.write_str("ok steering"),
             Reply::Steering { token_required: false } => f.write_str("ok steering (no token is required)"),
@@ -216,6 +249,26 @@ mod tests {
         assert_eq!(Reply::Saved { path: "/tmp/s.conf".into() }.to_string(), "ok saved path=/tmp/s.conf");
         assert_eq!(Reply::Err(CmdError::new("usage", "usage: x\ny")).to_string(), "err usage usage: x y");
         assert!(!Reply::Err(CmdError::new("x", "")).is_ok() && Reply::Paused.is_ok());
+    }
+
+    #[test]
+    fn calibration_replies_carry_the_proposal() {
+        let p = crate::calibrate::Proposal { offset: (-2, 31), dy: 30.9996, rotation_deg: -0.1234, confidence: 0.5 };
+        assert_eq!(
+            Reply::Calibration(p).to_string(),
+            "ok calibrate eye=1 offset=-2,31 dy=31 rotation=-0.123 confidence=0.5"
+        );
+        let a = Reply::CalibrationApplied {
+            seq: 9,
+            crop: Rect::new(1, 2, 3, 4),
+            offset: (0, 31),
+            clamped: true,
+            path: "/tmp/s.conf".into(),
+        };
+        assert_eq!(
+            a.to_string(),
+            "ok calibrate applied eye=1 seq=9 crop1=1,2,3,4 offset=0,31 path=/tmp/s.conf clamped=1"
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::access::{TokenBackoff, TokenScope, Verdict};
+use crate::calibrate::grab::Measurement;
+use crate::calibrate::{MIN_CONFIDENCE, Proposal, propose};
 use crate::camera::pairing::Pairing;
 use crate::camera::{Flip, FrameMeta, Rect, clamp_crop};
 use crate::config::gop_frames;
@@ -59,6 +61,11 @@ pub enum Action {
     },
     /// Write the state file off the loop, then call `save_finished(ticket, …)`.
     Save(SaveJob),
+    /// Grab a stereo pair and estimate the eyes' alignment off the loop, then call
+    /// `calibration_finished(ticket, …)`.
+    Calibrate {
+        ticket: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,10 +83,12 @@ pub enum Outcome {
 }
 
 /// What the controller starts from, besides the saved state.
+/// An eye as opened: its crop geometry and its encoder's configuration.
+pub type EyeSetup = (Geometry, EncoderConfig);
+
 #[derive(Clone, Debug)]
 pub struct Setup {
-    /// Per eye: the crop geometry and the encoder's configuration as opened.
-    pub eyes: Vec<(Geometry, EncoderConfig)>,
+    pub eyes: Vec<EyeSetup>,
     pub fps: u32,
     pub gop_seconds: f64,
     pub state_path: PathBuf,
@@ -90,6 +99,25 @@ pub struct Setup {
     pub shared_clock: bool,
     /// How the cameras are synchronised, as `status` shows it.
     pub sync: String,
+    /// The port serves https too (`--tls auto|only`): the page on plain http offers the link.
+    pub https: bool,
+}
+
+impl Setup {
+    /// What the daemon's flags and the cameras it opened tell the controller.
+    pub fn new(cfg: &crate::config::Config, eyes: Vec<EyeSetup>, fps: u32, shared_clock: bool, sync: String) -> Setup {
+        Setup {
+            eyes,
+            fps,
+            gop_seconds: cfg.gop_seconds,
+            state_path: cfg.state.clone(),
+            token: cfg.token.clone(),
+            token_scope: cfg.token_scope,
+            shared_clock,
+            sync,
+            https: cfg.tls != crate::transport::TlsMode::Off,
+        }
+    }
 }
 
 struct EyeControl {
@@ -120,6 +148,15 @@ impl EyeControl {
     }
 }
 
+/// What `calibrate apply` did, for its reply once the state file is written.
+#[derive(Clone, Copy, Debug)]
+struct AppliedCalibration {
+    seq: u32,
+    crop: Rect,
+    offset: (i32, i32),
+    clamped: bool,
+}
+
 pub struct Controller {
     eyes: Vec<EyeControl>,
     fps: u32,
@@ -134,10 +171,15 @@ pub struct Controller {
     state_path: PathBuf,
     shared_clock: bool,
     sync: String,
+    https: bool,
     pairing: Pairing,
     events: Vec<Event>,
     actions: Vec<Action>,
     next_ticket: u64,
+    /// The latest `calibrate` estimate, what `calibrate apply` sets.
+    calibration: Option<Proposal>,
+    /// Save tickets of `calibrate apply`, with what its reply says once the file is written.
+    calibration_saves: Vec<(u64, AppliedCalibration)>,
 }
 
 impl Controller {
@@ -187,10 +229,13 @@ impl Controller {
             state_path: setup.state_path,
             shared_clock: setup.shared_clock,
             sync: setup.sync,
+            https: setup.https,
             pairing: Pairing::new(1_000_000 / setup.fps.max(1) as u64),
             events: Vec::new(),
             actions,
             next_ticket: 1,
+            calibration: None,
+            calibration_saves: Vec::new(),
         }
     }
 
@@ -478,10 +523,34 @@ impl Controller {
                 Reply::Bitrate(bps)
             }
             Command::Save => {
+                let ticket = self.save();
+                return Ok(Outcome::Pending(ticket));
+            }
+            Command::Calibrate { apply: false } => {
+                self.check_calibration()?;
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
-                let contents = state_file::format(&self.saved_state());
-                self.actions.push(Action::Save(SaveJob { ticket, path: self.state_path.clone(), contents }));
+                self.actions.push(Action::Calibrate { ticket });
+                return Ok(Outcome::Pending(ticket));
+            }
+            Command::Calibrate { apply: true } => {
+                let Some(p) = self.calibration else {
+                    return Err(CmdError::new("no-estimate", "nothing to apply: run calibrate first"));
+                };
+                if p.confidence < MIN_CONFIDENCE {
+                    return Err(CmdError::new(
+                        "low-confidence",
+                        format!("the last estimate's confidence {:.2} is below {MIN_CONFIDENCE}", p.confidence),
+                    ));
+                }
+                let seq = plant.next_sequence(1);
+                let e = &mut self.eyes[1];
+                e.offset = p.offset;
+                e.arrival = Some(seq);
+                let (crop, clamped) = e.crop_of(1, e.timeline.target());
+                self.events.push(Event::State(self.state_view()));
+                let ticket = self.save();
+                self.calibration_saves.push((ticket, AppliedCalibration { seq, crop, offset: p.offset, clamped }));
                 return Ok(Outcome::Pending(ticket));
             }
         };
@@ -491,13 +560,63 @@ impl Controller {
         Ok(Outcome::Reply(reply))
     }
 
+    /// Queue a state-file write; its ticket.
+    fn save(&mut self) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let contents = state_file::format(&self.saved_state());
+        self.actions.push(Action::Save(SaveJob { ticket, path: self.state_path.clone(), contents }));
+        ticket
+    }
+
+    /// Whether a stereo pair can say anything now: two eyes, capturing, looking the same way.
+    fn check_calibration(&self) -> Result<(), CmdError> {
+        self.check_eyes(Target::Both)?;
+        if self.paused {
+            return Err(CmdError::new("paused", "capture is paused: resume first"));
+        }
+        let [a, b] = [0, 1].map(|i| &self.eyes[i]);
+        let (pa, pb) = (a.target_pose(), b.target_pose());
+        let raw = |e: &EyeControl| matches!(e.timeline.target(), Aim::Raw(_));
+        if raw(a) || raw(b) || (pa.y - pb.y).abs() > 1e-9 || (pa.zoom - pb.zoom).abs() > 1e-9 {
+            return Err(CmdError::new(
+                "calibrate-failed",
+                "the eyes must look the same way (same y and zoom, no raw crop): `look both …` first",
+            ));
+        }
+        if a.flip.v() != b.flip.v() {
+            return Err(CmdError::new("calibrate-failed", "one eye is flipped vertically and the other not"));
+        }
+        Ok(())
+    }
+
+    /// The estimate for `ticket` came back from the worker: the reply for the connection that
+    /// asked. A good one becomes what `calibrate apply` sets.
+    pub fn calibration_finished(&mut self, _ticket: u64, result: &Result<Measurement, String>) -> Reply {
+        match result {
+            Ok(m) if self.eyes.len() == 2 => {
+                let offsets = [self.eyes[0].offset, self.eyes[1].offset];
+                let p = propose(m, offsets, self.eyes[1].flip.v());
+                self.calibration = Some(p);
+                Reply::Calibration(p)
+            }
+            Ok(_) => Reply::Err(CmdError::new("no-eye", "calibrate needs two eyes")),
+            Err(e) => Reply::Err(CmdError::new("calibrate-failed", e.clone())),
+        }
+    }
+
     /// The state file for `ticket` was written (or not): the reply for the waiting connection,
     /// and the `saved` event for watchers.
-    pub fn save_finished(&mut self, _ticket: u64, result: Result<(), String>) -> Reply {
+    pub fn save_finished(&mut self, ticket: u64, result: Result<(), String>) -> Reply {
         let path = self.state_path.display().to_string();
+        let calibration = self.calibration_saves.iter().position(|c| c.0 == ticket);
+        let calibration = calibration.map(|i| self.calibration_saves.remove(i));
         match result {
             Ok(()) => {
                 self.events.push(Event::Saved { path: path.clone() });
+                if let Some((_, AppliedCalibration { seq, crop, offset, clamped })) = calibration {
+                    return Reply::CalibrationApplied { seq, crop, offset, clamped, path };
+                }
                 Reply::Saved { path }
             }
             Err(e) => Reply::Err(CmdError::new("save-failed", format!("{path}: {e}"))),

@@ -18,6 +18,8 @@ pub struct Measured<'a> {
     pub clients: usize,
     /// Connections refused by the limits.
     pub refused: u64,
+    /// The frame taps (also counted in `clients`).
+    pub taps: Option<&'a crate::tap::TapBook>,
     pub started_us: u64,
 }
 
@@ -25,6 +27,8 @@ pub struct EyeMeasured<'a> {
     pub info: &'a CameraInfo,
     pub encoder: &'a str,
     pub encoder_cpu: Option<usize>,
+    /// Threads (slices) encoding one picture (`--encoder-threads`).
+    pub encoder_threads: u16,
     /// RFC 6381 codec string from the latest SPS.
     pub codec: Option<&'a str>,
     pub stats: &'a EyeStats,
@@ -71,6 +75,7 @@ pub fn status_json(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
             .str("camera", &info.id)
             .str("encoder", e.encoder)
             .raw("encoder_cpu", &e.encoder_cpu.map_or("null".into(), |c| c.to_string()))
+            .int("encoder_threads", e.encoder_threads as u64)
             .opt_str("codec", e.codec)
             .raw("output", &json::array([info.output.w, info.output.h].map(|v| v.to_string())))
             .raw("sensor", &json::rect(info.sensor))
@@ -122,11 +127,30 @@ pub fn status_json(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
         .int("fps_target", c.fps as u64)
         .bool("paused", c.paused)
         .int("clients", m.clients as u64)
+        .raw("taps", &taps_json(m))
         .str("state_file", &c.state_path.display().to_string())
         .raw("state", &c.state_view().to_json())
         .raw("eyes", &json::array(eyes))
         .raw("stereo", &stereo_json(c))
         .finish()
+}
+
+/// Each frame tap: which eyes, how often, what size, frames sent and skipped per eye, the
+/// sequence it holds of each eye.
+fn taps_json(m: &Measured<'_>) -> String {
+    let Some(book) = m.taps else { return "[]".into() };
+    json::array(book.iter().map(|(id, t)| {
+        let per_eye = |f: &dyn Fn(usize) -> String| json::array((0..2).map(f));
+        json::Obj::new()
+            .int("client", id)
+            .raw("eyes", &json::array(t.spec.eyes.eyes().iter().map(|e| e.to_string())))
+            .int("every", t.spec.every as u64)
+            .opt_str("size", t.spec.size.map(|s| s.to_string()).as_deref())
+            .raw("sent", &per_eye(&|e| t.counts[e].sent.to_string()))
+            .raw("skipped", &per_eye(&|e| t.counts[e].skipped.to_string()))
+            .raw("held", &per_eye(&|e| t.held[e].map_or("null".into(), |h| h.seq.to_string())))
+            .finish()
+    }))
 }
 
 /// How the two eyes' frames line up in time: the sync the cameras have, and the skew of the
@@ -168,6 +192,15 @@ pub fn metrics_text(c: &Controller, m: &Measured<'_>, now_us: u64) -> String {
     out.gauge("pieyes_clients", "Open connections of every kind.", &[], m.clients as f64);
     out.counter("pieyes_refused_connections_total", "Connections refused by the limits.", &[], m.refused as f64);
     out.gauge("pieyes_paused", "1 while capture is paused.", &[], c.paused as u8 as f64);
+    if let Some(book) = m.taps {
+        out.gauge("pieyes_taps", "Frame taps on the control socket.", &[], book.iter().count() as f64);
+        for (i, t) in book.totals.iter().enumerate() {
+            let eye = i.to_string();
+            let l: &[(&str, &str)] = &[("eye", &eye)];
+            out.counter("pieyes_tap_frames_sent_total", "Frames sent to taps.", l, t.sent as f64);
+            out.counter("pieyes_tap_frames_skipped_total", "Frames taps wanted and were skipped.", l, t.skipped as f64);
+        }
+    }
     for (i, e) in m.eyes.iter().enumerate() {
         let eye = i.to_string();
         let l: &[(&str, &str)] = &[("eye", &eye)];
@@ -237,6 +270,7 @@ pub fn hello_json(c: &Controller, eye: u8, info: &CameraInfo, codec: Option<&str
         .int("fps", c.fps as u64)
         .raw("sensor", &json::rect(info.sensor))
         .int("header_len", crate::stream::wire::HEADER_LEN as u64)
+        .bool("https", c.https)
         .finish()
 }
 

@@ -39,13 +39,21 @@ impl Plant for FakePlant {
             info: &self.info,
             encoder: "fake",
             encoder_cpu: None,
+            encoder_threads: 1,
             codec: Some("avc1.42C020"),
             stats: &self.stats,
             camera_state: "ok".into(),
             encoder_state: "ok".into(),
             camera_starved: 0,
         };
-        report::Measured { eyes: vec![eye(), eye()], viewers: vec![], clients: 3, refused: 0, started_us: 0 }
+        report::Measured {
+            eyes: vec![eye(), eye()],
+            viewers: vec![],
+            clients: 3,
+            refused: 0,
+            taps: None,
+            started_us: 0,
+        }
     }
 }
 
@@ -67,6 +75,7 @@ fn setup(shared_clock: bool, token: Option<&str>) -> Setup {
         token_scope: crate::access::TokenScope::Steer,
         shared_clock,
         sync: "test".into(),
+        https: true,
     }
 }
 
@@ -239,6 +248,9 @@ fn flip_pause_resume_fps_bitrate_become_actions_and_events() {
     assert!(matches!(a[1], Action::ConfigureEncoder { eye: 0, config } if config.fps == 15 && config.gop_frames == 30));
     assert_eq!(c.fps(), 15);
     assert!(report::hello_json(&c, 0, &p.info, None).contains("\"fps\":15"), "the hello follows `fps`");
+    assert!(report::hello_json(&c, 0, &p.info, None).contains("\"https\":true"));
+    let plain = Controller::new(Setup { https: false, ..setup(true, None) }, &SavedState::defaults(30, 3_000_000));
+    assert!(report::hello_json(&plain, 0, &p.info, None).contains("\"https\":false"), "--tls off: no https offer");
 
     assert_eq!(text(&mut c, &p, "bitrate 0 1000000"), "ok bitrate=1000000");
     assert!(

@@ -4,22 +4,19 @@
 //! packets, `watch` events and health messages, and dropping connections when they end.
 
 use std::collections::HashMap;
-use std::io::{IoSlice, Read};
-use std::net::{IpAddr, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
+use std::io::IoSlice;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{ACCEPT_BACKOFF_US, Daemon, PlantView};
-use crate::access;
 use crate::control::command::Command;
 use crate::control::event::Event;
+use crate::control::reply::Reply;
 use crate::controller::{Action, Outcome, Plant, report};
 use crate::event_loop::Ready;
-use crate::health::Change;
 use crate::http::request::Request;
 use crate::http::response;
-use crate::limits::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_CONTROL_CONNECTIONS};
+use crate::limits;
 use crate::session::control_line::ControlLineSession;
 use crate::session::control_ws::ControlWsSession;
 use crate::session::http::HttpSession;
@@ -29,7 +26,7 @@ use crate::session::{Ask, Session};
 use crate::stream::fanout::Offer;
 use crate::stream::outbox::MAX_SLICES;
 use crate::stream::wire::Packet;
-use crate::sys::socket::send_vectored;
+use crate::sys::socket::Socket;
 use crate::transport::{Input, PLAIN_REFUSAL, Refused, Transport};
 use crate::ws::frame::close;
 
@@ -41,44 +38,6 @@ const VIDEO_SNDBUF: usize = 256 * 1024;
 const READ_BUDGET: usize = 256 * 1024;
 /// Bytes written to one client per turn of the loop at most, for the same reason.
 const WRITE_BUDGET: usize = 256 * 1024;
-
-pub enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl AsFd for Socket {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Socket::Tcp(s) => s.as_fd(),
-            Socket::Unix(s) => s.as_fd(),
-        }
-    }
-}
-
-impl Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => s.read(buf),
-            Socket::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-/// Writes never raise SIGPIPE and never block (`send_vectored`).
-impl std::io::Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        send_vectored(&*self, &[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        send_vectored(&*self, bufs)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 pub struct Conn {
     pub socket: Socket,
@@ -131,6 +90,12 @@ impl Connections {
     fn count(&self, unix: bool) -> usize {
         self.map.values().filter(|c| matches!(c.socket, Socket::Unix(_)) == unix).count()
     }
+
+    /// A tap's frame line with its fd to connection `id` (`tap::frames::send_line`).
+    pub fn send_with_fd(&mut self, id: u64, line: &[u8], fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        let Some(Conn { socket: Socket::Unix(s), session, .. }) = self.map.get_mut(&id) else { return false };
+        crate::tap::frames::send_line(s, session.link_mut(), line, fd)
+    }
 }
 
 fn is_fd_exhaustion(e: &std::io::Error) -> bool {
@@ -153,69 +118,59 @@ impl Daemon {
         }
     }
 
-    fn refused(&mut self, from: &str, why: &str) {
-        self.conns.refused += 1;
-        if self.conns.refused.is_power_of_two() {
-            crate::warn!("refused a connection from {from}: {why} ({} refused so far)", self.conns.refused);
-        }
-    }
-
-    pub(super) fn accept_http(&mut self, now: u64) {
+    /// Accept what a listener has, within the budgets: the network's (per address, in all),
+    /// or the control socket's own, with fds kept in reserve for it: the network can use up
+    /// neither. Out of fds, a reserved one is given up to take a control connection.
+    pub(super) fn accept(&mut self, unix: bool, now: u64) {
         loop {
-            let (s, addr) = match self.http.accept() {
-                Ok(a) => a,
-                Err(e) => return self.accept_error(false, e, now),
-            };
-            if s.set_nonblocking(true).is_err() {
-                continue;
-            }
-            let from_addr = self.conns.map.values().filter(|c| c.addr == Some(addr.ip())).count();
-            let why = if from_addr >= MAX_CONNECTIONS_PER_ADDRESS {
-                Some("too many connections from your address")
-            } else if self.conns.count(false) >= MAX_CONNECTIONS {
-                Some("too many connections")
+            let accepted = if unix {
+                self.control
+                    .listener
+                    .accept()
+                    .and_then(|(s, _)| s.set_nonblocking(true).map(|()| (Socket::Unix(s), None)))
             } else {
-                None
+                self.http.accept().and_then(|(s, a)| s.set_nonblocking(true).map(|()| (Socket::Tcp(s), Some(a))))
             };
-            if let Some(why) = why {
-                // Refused before it costs anything: one best-effort write, then gone.
-                let _ = std::io::Write::write(&mut &s, &response::error(503, why, &[("Retry-After", "5")]));
-                self.refused(&addr.to_string(), why);
-                continue;
-            }
-            let _ = crate::sys::socket::set_nodelay(&s);
-            let session = Session::Http(HttpSession::new(addr.to_string(), now, self.cfg.timeouts));
-            let conn =
-                Conn { socket: Socket::Tcp(s), transport: Transport::sniffing(), addr: Some(addr.ip()), session };
-            let id = self.conns.insert(conn);
-            crate::debug!("client {id}: connected from {addr}");
-        }
-    }
-
-    /// The robot's own socket has a budget of its own, and fds kept in reserve: the network
-    /// can use up neither. Out of fds, a reserved one is given up to take the connection.
-    pub(super) fn accept_control(&mut self, now: u64) {
-        loop {
-            let s = match self.control.listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if is_fd_exhaustion(&e) && self.fd_reserve.release() => {
+            let (mut socket, addr) = match accepted {
+                Ok(a) => a,
+                Err(e) if unix && is_fd_exhaustion(&e) && self.fd_reserve.release() => {
                     crate::warn!("control: out of file descriptors; a reserved one takes the control connection");
                     continue;
                 }
-                Err(e) => return self.accept_error(true, e, now),
+                Err(e) => return self.accept_error(unix, e, now),
             };
-            if s.set_nonblocking(true).is_err() {
+            let admitted = match addr {
+                Some(a) => limits::admit_network(
+                    self.conns.map.values().filter(|c| c.addr == Some(a.ip())).count(),
+                    self.conns.count(false),
+                ),
+                None => limits::admit_control(self.conns.count(true)),
+            };
+            let from = addr.map_or("the control socket".into(), |a| a.to_string());
+            if let Err(why) = admitted {
+                // Refused before it costs anything: one best-effort write, then gone.
+                let answer = match addr {
+                    Some(_) => response::error(503, why, &[("Retry-After", "5")]),
+                    None => format!("err busy {why}\n").into_bytes(),
+                };
+                let _ = std::io::Write::write(&mut socket, &answer);
+                self.conns.refused += 1;
+                if self.conns.refused.is_power_of_two() {
+                    crate::warn!("refused a connection from {from}: {why} ({} refused so far)", self.conns.refused);
+                }
                 continue;
             }
-            if self.conns.count(true) >= MAX_CONTROL_CONNECTIONS {
-                let _ = std::io::Write::write(&mut &s, b"err busy too many control connections\n");
-                self.refused("the control socket", "too many control connections");
-                continue;
-            }
-            let session = Session::ControlLine(ControlLineSession::new("unix".into(), now));
-            let id =
-                self.conns.insert(Conn { socket: Socket::Unix(s), transport: Transport::plain(), addr: None, session });
-            crate::debug!("client {id}: control socket connection");
+            let (session, transport) = match &socket {
+                Socket::Tcp(s) => {
+                    let _ = crate::sys::socket::set_nodelay(s);
+                    (Session::Http(HttpSession::new(from.clone(), now, self.cfg.timeouts)), Transport::sniffing())
+                }
+                Socket::Unix(_) => {
+                    (Session::ControlLine(ControlLineSession::new("unix".into(), now)), Transport::plain())
+                }
+            };
+            let id = self.conns.insert(Conn { socket, transport, addr: addr.map(|a| a.ip()), session });
+            crate::debug!("client {id}: connected from {from}");
         }
     }
 
@@ -318,6 +273,15 @@ impl Daemon {
                 None => return asks - 1,
                 Some(Ask::Route(req)) => self.route(id, req, now),
                 Some(Ask::Execute(cmd)) => self.execute(id, cmd, now),
+                Some(Ask::Tap(t)) => {
+                    let outputs: Vec<_> = self.eyes.iter().map(|p| p.camera.info().output).collect();
+                    let (reply, released) = self.taps.command(id, t, &outputs);
+                    crate::debug!("client {id}: {reply}");
+                    self.tap_released(released);
+                    if let Some(Conn { session: Session::ControlLine(s), .. }) = self.conns.map.get_mut(&id) {
+                        s.answer(&reply);
+                    }
+                }
                 Some(Ask::Keyframe) => {
                     if let Session::Viewer(v) = &c.session {
                         crate::debug!("viewer {id} ({}) asks eye {} for a keyframe", v.link().peer, v.eye);
@@ -329,13 +293,23 @@ impl Daemon {
     }
 
     fn plant(&self) -> PlantView<'_> {
-        PlantView { eyes: &self.eyes, conns: &self.conns, started_us: self.started_us }
+        PlantView { eyes: &self.eyes, conns: &self.conns, taps: &self.taps.book, started_us: self.started_us }
+    }
+
+    /// Holds a tap ended: buffers no tap holds any more go back to their camera.
+    fn tap_released(&mut self, released: Vec<crate::tap::Released>) {
+        for r in released {
+            if let Some(index) = r.buffer {
+                self.eyes[r.eye as usize].tap_released(&mut self.controller, index);
+            }
+        }
     }
 
     fn execute(&mut self, id: u64, cmd: Command, now: u64) {
         // The asking connection stays in the map meanwhile: `status` counts it.
         let from = self.conns.map.get(&id).and_then(|c| c.addr);
-        let plant = PlantView { eyes: &self.eyes, conns: &self.conns, started_us: self.started_us };
+        let plant =
+            PlantView { eyes: &self.eyes, conns: &self.conns, taps: &self.taps.book, started_us: self.started_us };
         let outcome = self.controller.execute(cmd, from, now, &plant);
         self.carry_out();
         match outcome {
@@ -345,7 +319,7 @@ impl Daemon {
                 }
             }
             Outcome::Pending(ticket) => {
-                self.pending_saves.insert(ticket, id);
+                self.pending_workers.insert(ticket, id);
             }
         }
     }
@@ -376,6 +350,7 @@ impl Daemon {
                     }
                 }
                 Action::Save(job) => self.saver.submit(job),
+                Action::Calibrate { ticket } => self.start_calibration(ticket),
             }
         }
     }
@@ -384,42 +359,38 @@ impl Daemon {
     pub(super) fn saves_finished(&mut self) {
         for (ticket, result) in self.saver.finished() {
             let reply = self.controller.save_finished(ticket, result);
-            if let Some(id) = self.pending_saves.remove(&ticket) {
-                if let Some(c) = self.conns.map.get_mut(&id) {
-                    c.session.reply(&reply);
-                }
-                let now = crate::sys::clock::monotonic_us();
-                self.broadcast_events(now); // `saved` before what the next commands cause
-                self.serve(id, now); // the commands that waited behind the save
-                self.flush(id, now);
-            }
+            self.answer_pending(ticket, &reply);
         }
+    }
+
+    /// A command that waited on a worker (`save`, `calibrate`) has its answer: reply to the
+    /// connection that asked, if it is still there, then the events it caused, then the
+    /// commands that waited behind it on that connection.
+    pub(super) fn answer_pending(&mut self, ticket: u64, reply: &Reply) {
+        let Some(id) = self.pending_workers.remove(&ticket) else { return };
+        if let Some(c) = self.conns.map.get_mut(&id) {
+            c.session.reply(reply);
+        }
+        let now = crate::sys::clock::monotonic_us();
+        self.broadcast_events(now); // `saved` before what the next commands cause
+        self.serve(id, now);
+        self.flush(id, now);
     }
 
     fn route(&mut self, id: u64, req: Request, now: u64) {
         let addr = self.conns.map.get(&id).and_then(|c| c.addr);
-        let mut route = routes::route(&req, self.eyes.len(), &self.hosts);
-        if route.shows_cameras() && !self.controller.may_view(access::request_token(&req).as_deref(), addr, now) {
-            route = Route::Refuse { status: 403, reason: "watching needs the token (?token=…)", extra: &[] };
-        }
+        let controller = &mut self.controller;
+        let route = routes::route(&req, self.eyes.len(), &self.hosts, |token| controller.may_view(token, addr, now));
         let (bytes, keep) = match route {
             Route::Upgrade { endpoint, accept } => return self.upgrade(id, endpoint, accept, now),
             Route::Refuse { status, reason, extra } => {
                 let Some(c) = self.conns.map.get_mut(&id) else { return };
                 let peer = &c.session.link().peer;
-                // Refusals of foreign hosts and origins are logged once a minute per address.
-                if matches!(status, 403 | 421) {
-                    if self.refusal_log.should_log(addr, now) {
-                        let host = req.header("host").unwrap_or("-");
-                        let origin = req.header("origin").unwrap_or("-");
-                        crate::warn!(
-                            "client {id} ({peer}): {status} for {} {} (Host {host}, Origin {origin}): {reason}",
-                            req.method,
-                            req.path
-                        );
-                    }
-                } else {
+                // Refused hosts, origins and tokens are logged once a minute per address.
+                if !matches!(status, 403 | 421) {
                     crate::debug!("client {id} ({peer}): {status} {reason}");
+                } else if self.refusal_log.should_log(addr, now) {
+                    crate::warn!("client {id} ({peer}): {}", routes::refusal_line(&req, status, reason));
                 }
                 if let Session::Http(h) = &mut c.session {
                     h.refuse(status, reason, extra, now);
@@ -427,26 +398,12 @@ impl Daemon {
                 return;
             }
             Route::Status => {
-                let body = report::status_json(&self.controller, &self.plant().measured(), now);
-                routes::ok(
-                    &req,
-                    &[("Content-Type", "application/json"), ("Cache-Control", "no-store")],
-                    body.as_bytes(),
-                )
+                routes::status(&req, &report::status_json(&self.controller, &self.plant().measured(), now))
             }
             Route::Metrics => {
-                let body = report::metrics_text(&self.controller, &self.plant().measured(), now);
-                let ctype = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-                routes::ok(&req, &[ctype, ("Cache-Control", "no-store")], body.as_bytes())
+                routes::metrics(&req, &report::metrics_text(&self.controller, &self.plant().measured(), now))
             }
-            Route::File(path) => match self.www.get(&path) {
-                Some((body, ctype)) => {
-                    let headers =
-                        [("Content-Type", ctype), ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")];
-                    routes::ok(&req, &headers, &body)
-                }
-                None => routes::not_found(&req),
-            },
+            Route::File(path) => routes::file(&req, &self.www, &path),
         };
         if let Some(Conn { session: Session::Http(h), .. }) = self.conns.map.get_mut(&id) {
             h.respond(bytes, keep, now);
@@ -456,19 +413,15 @@ impl Daemon {
     /// The handshake passed: the HTTP session becomes a viewer or a control session.
     fn upgrade(&mut self, id: u64, endpoint: Endpoint, accept: Vec<u8>, now: u64) {
         let Some(c) = self.conns.map.get_mut(&id) else { return };
-        let placeholder = Session::Http(HttpSession::new(String::new(), now, self.cfg.timeouts));
-        let Session::Http(http) = std::mem::replace(&mut c.session, placeholder) else {
-            unreachable!("only HTTP sessions are routed");
-        };
-        let (link, rest) = http.into_upgrade();
-        let peer = link.peer.clone();
-        let ping_us = self.cfg.timeouts.ping_us;
+        let peer = c.session.link().peer.clone();
+        let (ping_us, limits) = (self.cfg.timeouts.ping_us, self.fanout_limits);
         match endpoint {
             Endpoint::Video(eye) => {
                 let p = &self.eyes[eye as usize];
                 let hello = report::hello_json(&self.controller, eye, p.camera.info(), p.codec.as_deref());
-                c.session =
-                    Session::Viewer(ViewerSession::new(eye, link, accept, &hello, self.fanout_limits, ping_us, now));
+                c.session.upgrade(now, |l| {
+                    Session::Viewer(ViewerSession::new(eye, l, accept, &hello, limits, ping_us, now))
+                });
                 if let Err(e) = crate::sys::socket::set_send_buffer(&c.socket, VIDEO_SNDBUF) {
                     crate::debug!("client {id}: SO_SNDBUF: {e}");
                 }
@@ -481,17 +434,14 @@ impl Daemon {
             }
             Endpoint::Control => {
                 let may_steer = !self.controller.token_required();
-                c.session = Session::ControlWs(ControlWsSession::new(link, accept, may_steer, ping_us, now));
+                c.session
+                    .upgrade(now, |l| Session::ControlWs(ControlWsSession::new(l, accept, may_steer, ping_us, now)));
                 let how = if may_steer { "" } else { " (view-only until it sends the token)" };
                 crate::info!("control client {id} ({peer}) connected{how}");
             }
         }
-        if !rest.is_empty() {
-            c.session.handle_input(&rest, now);
-        }
     }
 
-    /// Write what the connection has pending; drop it if the socket failed or it is done.
     /// Write what the connection's outbox holds, as far as the kernel takes it; bytes written.
     pub(super) fn flush(&mut self, id: u64, now: u64) -> usize {
         let Some(c) = self.conns.map.get_mut(&id) else {
@@ -538,6 +488,10 @@ impl Daemon {
         let Some(c) = self.conns.map.remove(&id) else {
             return;
         };
+        if let Some(released) = self.taps.remove(id) {
+            crate::info!("tap {id} ended: {why}");
+            self.tap_released(released);
+        }
         let peer = &c.session.link().peer;
         match &c.session {
             Session::Viewer(v) => {
@@ -609,17 +563,7 @@ impl Daemon {
             if changes.is_empty() {
                 continue;
             }
-            for (what, ch) in &changes {
-                match ch {
-                    Change::Stalled { silent_us } => {
-                        crate::error!("eye {i}: {what} stalled: nothing for {} ms", silent_us / 1000)
-                    }
-                    Change::Failing { reason } => crate::error!("eye {i}: {what} failing: {reason}"),
-                    Change::Recovered { after_us, lost } => {
-                        crate::info!("eye {i}: {what} recovered after {} ms ({lost} frames lost)", after_us / 1000)
-                    }
-                }
-            }
+            changes.iter().for_each(|(what, change)| change.log(i, what));
             let p = &self.eyes[i];
             let (camera, encoder) = (p.camera_health.describe(), p.encoder_health.describe());
             let msg = report::health_message(i as u8, &camera, &encoder);

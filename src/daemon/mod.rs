@@ -5,6 +5,7 @@
 //! what the controller (`controller`) decides. Work that cannot run here (capture, encoding,
 //! fsync) lives on threads that ring eventfds.
 
+mod calibration;
 mod connections;
 
 use std::collections::HashMap;
@@ -13,17 +14,17 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::access::{self, HostPolicy, LogThrottle};
+use crate::access::{HostPolicy, LogThrottle};
 use crate::backends;
-use crate::config::{Config, gop_frames};
+use crate::calibrate::grab::PairGrab;
+use crate::calibrate::worker::Worker as CalibrateWorker;
+use crate::config::Config;
 use crate::control::saver::Saver;
 use crate::control::socket::ControlSocket;
 use crate::control::state_file;
-use crate::controller::report::{EyeMeasured, Measured, ViewerMeasured};
+use crate::controller::report::Measured;
 use crate::controller::{Controller, Plant, Setup};
-use crate::encoder::EncoderConfig;
 use crate::event_loop::{PollSet, Ready, Token};
-use crate::eyes::geometry::Geometry;
 use crate::http::static_files::Source;
 use crate::inject::{Faults, SharedFaults};
 use crate::pipeline::Pipeline;
@@ -53,8 +54,11 @@ pub struct Daemon {
     eyes: Vec<Pipeline>,
     controller: Controller,
     saver: Saver,
-    /// Save tickets and the connection waiting for each.
-    pending_saves: HashMap<u64, u64>,
+    /// Save and calibrate tickets and the connection waiting for each.
+    pending_workers: HashMap<u64, u64>,
+    /// `calibrate`: the stereo pair being grabbed, and the worker that estimates from it.
+    pair_grab: PairGrab,
+    calibrator: CalibrateWorker,
     /// Keeps the cameras' shared parts (the synthetic capture thread) alive.
     _keepalive: Option<Box<dyn std::any::Any>>,
     conns: Connections,
@@ -75,6 +79,8 @@ pub struct Daemon {
     /// Fds held back for the control socket.
     fd_reserve: FdReserve,
     packets: Vec<Arc<Packet>>,
+    /// Frame taps on the control socket (`tap`).
+    taps: crate::tap::frames::Taps,
     /// systemd's notify socket, when run as a Type=notify service.
     notifier: Option<crate::sys::sd_notify::Notifier>,
 }
@@ -83,6 +89,7 @@ pub struct Daemon {
 pub struct PlantView<'a> {
     eyes: &'a [Pipeline],
     conns: &'a Connections,
+    taps: &'a crate::tap::TapBook,
     started_us: u64,
 }
 
@@ -92,40 +99,16 @@ impl Plant for PlantView<'_> {
     }
 
     fn measured(&self) -> Measured<'_> {
-        let eyes = self
-            .eyes
-            .iter()
-            .map(|p| EyeMeasured {
-                info: p.camera.info(),
-                encoder: p.encoder.name(),
-                encoder_cpu: p.encoder.cpu(),
-                codec: p.codec.as_deref(),
-                stats: &p.stats,
-                camera_state: p.camera_health.describe(),
-                encoder_state: p.encoder_health.describe(),
-                camera_starved: p.camera.starved_frames(),
-            })
-            .collect();
-        let viewers = self
-            .conns
-            .viewers
-            .iter()
-            .flatten()
-            .filter_map(|id| match &self.conns.map.get(id)?.session {
-                Session::Viewer(v) => Some(ViewerMeasured {
-                    eye: v.eye,
-                    peer: &v.link().peer,
-                    dropped: v.dropped(),
-                    encoded_to_sent: &v.encoded_to_sent,
-                }),
-                _ => None,
-            })
-            .collect();
+        let viewers = self.conns.viewers.iter().flatten().filter_map(|id| match &self.conns.map.get(id)?.session {
+            Session::Viewer(v) => Some(v.measured()),
+            _ => None,
+        });
         Measured {
-            eyes,
-            viewers,
+            eyes: self.eyes.iter().map(Pipeline::measured).collect(),
+            viewers: viewers.collect(),
             clients: self.conns.map.len(),
             refused: self.conns.refused,
+            taps: Some(self.taps),
             started_us: self.started_us,
         }
     }
@@ -149,64 +132,22 @@ impl Daemon {
         if !faults.is_empty() {
             crate::warn!("fault injection on: {:?}", faults.list);
         }
-        let cams = backends::open_cameras(&cfg, fps, &faults)?;
+        let mut cams = backends::open_cameras(&cfg, fps, &faults)?;
         let now = monotonic_us();
-        let mut eyes = Vec::new();
-        let mut setup_eyes = Vec::new();
-        for (i, cam) in cams.eyes.into_iter().enumerate() {
-            let info = cam.info().clone();
-            let enc_cfg = EncoderConfig {
-                width: info.output.w,
-                height: info.output.h,
-                fps,
-                bitrate_bps: saved.eyes[i.min(1)].bitrate,
-                gop_frames: gop_frames(cfg.gop_seconds, fps),
-            };
-            let encoder = backends::open_encoder(&cfg, i as u8, enc_cfg, &faults)?;
-            crate::info!(
-                "eye {i}: camera {} sensor {}x{} → {} @ {} fps, encoder {}",
-                info.id,
-                info.sensor.w,
-                info.sensor.h,
-                info.output,
-                info.fps,
-                encoder.name()
-            );
-            setup_eyes.push((Geometry::new(info.sensor, info.output, cfg.max_zoom, info.min_crop), enc_cfg));
-            eyes.push(Pipeline::new(i as u8, cam, encoder, cams.request_depth, now));
-        }
-        let controller = Controller::new(
-            Setup {
-                eyes: setup_eyes,
-                fps,
-                gop_seconds: cfg.gop_seconds,
-                state_path: cfg.state.clone(),
-                token: cfg.token.clone(),
-                token_scope: cfg.token_scope,
-                shared_clock: cams.shared_clock,
-                sync: cams.sync.to_string(),
-            },
-            &saved,
-        );
+        let bitrates = [saved.eyes[0].bitrate, saved.eyes[1].bitrate];
+        let (eyes, setup_eyes) = backends::open_eyes(&cfg, &mut cams, bitrates, fps, &faults, now)?;
+        let setup = Setup::new(&cfg, setup_eyes, fps, cams.shared_clock, cams.sync.to_string());
+        let controller = Controller::new(setup, &saved);
         if controller.token_required() {
             crate::info!("steering from browsers needs the token; without it they are view-only");
         }
-        let www = match &cfg.www {
-            Some(d) => Source::Dir(d.clone()),
-            None => Source::Embedded,
-        };
+        let www = cfg.www.clone().map_or(Source::Embedded, Source::Dir);
         let transport = backends::transport(&cfg, bound)?;
         crate::info!("listening on http://{bound}/ (control socket {})", control.path().display());
         if !bound.ip().is_loopback() {
             crate::warn!("listening on {bound}: reachable from the network, not only this machine");
         }
-        let hosts = match &cfg.allowed_hosts {
-            Some(extra) => HostPolicy::for_machine(&access::machine_hostname(), extra),
-            None => {
-                crate::warn!("--allowed-hosts any: requests naming any host are served (DNS rebinding is not guarded)");
-                HostPolicy::Any
-            }
-        };
+        let hosts = HostPolicy::from_flag(cfg.allowed_hosts.as_deref());
         let fanout_limits = Limits { stuck_us: cfg.viewer_timeout_us, ..Limits::default() };
         let n_eyes = eyes.len();
         let mut d = Daemon {
@@ -218,7 +159,9 @@ impl Daemon {
             control,
             eyes,
             controller,
-            pending_saves: HashMap::new(),
+            pending_workers: HashMap::new(),
+            pair_grab: PairGrab::new(1_000_000 / fps.max(1) as u64),
+            calibrator: CalibrateWorker::start().map_err(|e| format!("calibrate worker: {e}"))?,
             _keepalive: cams.keepalive,
             conns: Connections::new(n_eyes),
             hosts,
@@ -232,6 +175,7 @@ impl Daemon {
             accept_paused: (0, 0),
             fd_reserve: FdReserve::new(FD_RESERVE),
             packets: Vec::new(),
+            taps: Default::default(),
             notifier: crate::sys::sd_notify::Notifier::from_env(),
         };
         d.carry_out(); // flips restored from the state file
@@ -259,6 +203,7 @@ impl Daemon {
             pollset.add(self.signals.as_fd(), Token::Signal, true, false);
             pollset.add(self.housekeeping.as_fd(), Token::Housekeeping, true, false);
             pollset.add(self.saver.as_fd(), Token::Saver, true, false);
+            pollset.add(self.calibrator.as_fd(), Token::Calibrator, true, false);
             if self.stopping_deadline.is_none() {
                 if now >= self.accept_paused.0 {
                     pollset.add(self.http.as_fd(), Token::HttpListener, true, false);
@@ -311,9 +256,16 @@ impl Daemon {
                 }
             }
             Token::Saver => self.saves_finished(),
-            Token::HttpListener => self.accept_http(now),
-            Token::ControlListener => self.accept_control(now),
-            Token::Camera(e) => self.eyes[e as usize].on_camera_ready(&mut self.controller, now),
+            Token::Calibrator => self.calibrations_finished(),
+            Token::HttpListener => self.accept(false, now),
+            Token::ControlListener => self.accept(true, now),
+            Token::Camera(e) => {
+                let (taps, conns) = (&mut self.taps, &mut self.conns);
+                let mut send = |id, line: &[u8], fd: std::os::fd::BorrowedFd<'_>| conns.send_with_fd(id, line, fd);
+                let mut tap = |o: &crate::tap::frames::Offer<'_>| taps.offer(o, now, &mut send);
+                self.eyes[e as usize].on_camera_ready(&mut self.controller, now, &mut tap);
+                self.collect_calibration(now);
+            }
             Token::Encoder(e) => {
                 let mut packets = std::mem::take(&mut self.packets);
                 self.eyes[e as usize].on_encoder_ready(&mut self.controller, &mut packets, now);
@@ -349,5 +301,9 @@ impl Daemon {
         }
         self.report_health(now);
         self.check_timeouts(now);
+        for id in self.taps.book.stuck(now) {
+            self.drop_conn(id, "tap held a frame too long");
+        }
+        self.collect_calibration(now);
     }
 }

@@ -4,7 +4,10 @@
 //! frame it applies to, as V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME does.
 
 pub mod h264;
+pub mod openh264_api;
 pub mod picture;
+pub mod pin;
+pub mod rate;
 pub mod software;
 pub mod v4l2;
 
@@ -99,5 +102,10 @@ pub trait Encoder {
     /// The CPU the encoder's own thread is kept on, if it has one (see `--encoder-cpus`).
     fn cpu(&self) -> Option<usize> {
         None
+    }
+
+    /// Threads encoding one picture (slices in parallel; see `--encoder-threads`).
+    fn threads(&self) -> u16 {
+        1
     }
 }

@@ -15,6 +15,8 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("overlays.js", include_bytes!("../../www/overlays.js")),
     ("stamp.js", include_bytes!("../../www/stamp.js")),
     ("latency.js", include_bytes!("../../www/latency.js")),
+    ("fmp4.js", include_bytes!("../../www/fmp4.js")),
+    ("mse.js", include_bytes!("../../www/mse.js")),
     ("style.css", include_bytes!("../../www/style.css")),
 ];
 

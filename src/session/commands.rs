@@ -69,6 +69,18 @@ impl CommandGate {
         }
     }
 
+    /// Inside a rate-limited burst: the last line charged was over the rate. Lines that are
+    /// already here go the same way (the budget cannot refill until time passes), so a session
+    /// may drop them all at once (`dropped_lines`) rather than charge each.
+    pub fn limited(&self) -> bool {
+        self.limited
+    }
+
+    /// `n` lines of a rate-limited burst dropped at once.
+    pub fn dropped_lines(&mut self, n: u64) {
+        self.dropped += n;
+    }
+
     pub fn awaiting(&self) -> bool {
         self.in_flight
     }
@@ -82,19 +94,9 @@ impl CommandGate {
     }
 
     pub fn admit(&mut self, line: &str, now_us: u64) -> Admit {
-        if !self.budget.allow(1, now_us) {
-            self.dropped += 1;
-            self.pause_until_us = Some(now_us + self.budget.time_until(RESUME_READING_AT, now_us).max(1));
-            if self.limited {
-                return Admit::Drop;
-            }
-            self.limited = true;
-            return Admit::Answer(Reply::Err(CmdError::new(
-                "rate-limited",
-                format!("more than {MAX_COMMANDS_PER_S} commands/s; lines are dropped until you slow down"),
-            )));
+        if let Some(refused) = self.charge(now_us) {
+            return refused;
         }
-        self.limited = false;
         match command::parse(line) {
             Err(e) => Admit::Answer(Reply::Err(e)),
             Ok(cmd) if cmd.is_steering() && !self.may_steer => Admit::Answer(Reply::Err(CmdError::new(
@@ -106,6 +108,25 @@ impl CommandGate {
                 Admit::Execute(cmd)
             }
         }
+    }
+
+    /// Take one line from the rate budget: `None` if it may be handled, else what to do with
+    /// it (the first line over the rate is answered, the rest of the burst dropped).
+    pub fn charge(&mut self, now_us: u64) -> Option<Admit> {
+        if !self.budget.allow(1, now_us) {
+            self.dropped += 1;
+            self.pause_until_us = Some(now_us + self.budget.time_until(RESUME_READING_AT, now_us).max(1));
+            if self.limited {
+                return Some(Admit::Drop);
+            }
+            self.limited = true;
+            return Some(Admit::Answer(Reply::Err(CmdError::new(
+                "rate-limited",
+                format!("more than {MAX_COMMANDS_PER_S} commands/s; lines are dropped until you slow down"),
+            ))));
+        }
+        self.limited = false;
+        None
     }
 
     /// The controller's reply to the command in flight; `peer` names the connection in the log.

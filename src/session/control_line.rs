@@ -1,10 +1,13 @@
 //! The Unix control socket: newline-separated commands, one reply line each, `event …` lines
 //! after `watch`. Whoever can open the socket may steer (its file mode decides who can). What
-//! a client wrote before closing its side is still answered (a one-shot `pieyes ctl`).
+//! a client wrote before closing its side is still answered (a one-shot `pieyes ctl`). The
+//! frame tap verbs (`tap`, `release`, `untap`) exist here only (they need a socket that
+//! carries fds); `release` on a tap passes outside the rate limit (a tap releases every
+//! frame it is sent), every other line is charged to it.
 
 use super::commands::{Admit, CommandGate};
 use super::{Ask, Link};
-use crate::control::command::MAX_LINE;
+use crate::control::command::{MAX_LINE, format_err};
 use crate::control::line::{Line, LineReader};
 use crate::control::reply::Reply;
 use crate::limits::{CLOSE_GRACE_US, MAX_REPLY_BACKLOG, MAX_UNPARSED_INPUT, MAX_WATCH_BACKLOG};
@@ -13,6 +16,8 @@ pub struct ControlLineSession {
     link: Link,
     lines: LineReader,
     gate: CommandGate,
+    /// The connection is a frame tap (its `tap` was answered `ok`, no `untap` since).
+    tapping: bool,
 }
 
 impl ControlLineSession {
@@ -21,6 +26,7 @@ impl ControlLineSession {
             link: Link::new(peer, now_us),
             lines: LineReader::new(MAX_LINE),
             gate: CommandGate::new(true, now_us),
+            tapping: false,
         }
     }
 
@@ -67,10 +73,28 @@ impl ControlLineSession {
                     continue;
                 }
             };
+            if let Some(verb) = crate::tap::verb(&text) {
+                let free = self.tapping && verb == "release";
+                match if free { None } else { self.gate.charge(now_us) } {
+                    Some(Admit::Answer(r)) => self.send_line(&r.to_string()),
+                    Some(_) => {}
+                    None => match crate::tap::parse(&text).expect("a tap verb") {
+                        Ok(t) => return Some(Ask::Tap(t)),
+                        Err(e) => self.send_line(&format_err(&e)),
+                    },
+                }
+                continue;
+            }
             match self.gate.admit(&text, now_us) {
                 Admit::Execute(cmd) => return Some(Ask::Execute(cmd)),
                 Admit::Answer(r) => self.send_line(&r.to_string()),
                 Admit::Drop => {}
+            }
+            // A tap's `release` lines pass the rate: a tapping connection's lines are looked at
+            // one by one. Anyone else's burst goes at once.
+            if self.gate.limited() && !self.tapping {
+                let n = self.lines.discard_complete();
+                self.gate.dropped_lines(n);
             }
         }
         None
@@ -79,6 +103,16 @@ impl ControlLineSession {
     pub fn reply(&mut self, r: &Reply) {
         self.gate.replied(r, &self.link.peer);
         self.send_line(&r.to_string());
+    }
+
+    /// The reply to an `Ask::Tap`.
+    pub fn answer(&mut self, line: &str) {
+        if line.starts_with("ok tap ") {
+            self.tapping = true;
+        } else if line.starts_with("ok untap") {
+            self.tapping = false;
+        }
+        self.send_line(line);
     }
 
     fn send_line(&mut self, line: &str) {
@@ -104,6 +138,7 @@ impl ControlLineSession {
 mod tests {
     use super::*;
     use crate::control::command::Command;
+    use crate::tap::TapCommand;
 
     fn out(l: &mut Link) -> String {
         String::from_utf8(l.outbox.drain_to_vec()).unwrap()
@@ -158,6 +193,43 @@ mod tests {
         let text = out(&mut s.link);
         assert_eq!(text.lines().filter(|l| l.starts_with("err rate-limited")).count(), 1);
         assert_eq!(text.lines().count(), executed + 1);
+        assert_eq!(s.gate.dropped, 10_000 - executed as u64, "every line not taken is counted as dropped");
+        assert_eq!(s.lines.buffered(), 0, "the burst went at once");
+    }
+
+    #[test]
+    fn tap_verbs_are_asked_and_their_errors_answered_here() {
+        let mut s = ControlLineSession::new("unix".into(), 0);
+        s.handle_input(b"tap both every 0\nrelease 5\nclock\n");
+        assert_eq!(s.poll(0), Some(Ask::Tap(crate::tap::TapCommand::Release { seq: 5, eye: None })));
+        s.answer("ok release seq=5");
+        assert_eq!(s.poll(0), Some(Ask::Execute(Command::Clock)));
+        let text = out(&mut s.link);
+        assert!(text.starts_with("err out-of-range every must be within 1..1000"), "{text}");
+        assert!(text.ends_with("ok release seq=5\n"), "{text}");
+    }
+
+    #[test]
+    fn only_a_taps_releases_pass_the_rate_limit() {
+        let mut s = ControlLineSession::new("unix".into(), 0);
+        s.handle_input(&b"release 1\n".repeat(1000));
+        let mut asked = 0;
+        while let Some(Ask::Tap(_)) = s.poll(0) {
+            asked += 1;
+            s.answer("err not-tapping this connection is not a tap");
+        }
+        assert!(asked <= 2 * crate::limits::MAX_COMMANDS_PER_S as usize, "not a tap: charged ({asked})");
+        let mut s = ControlLineSession::new("unix".into(), 0);
+        s.handle_input(b"tap both\n");
+        assert!(matches!(s.poll(0), Some(Ask::Tap(TapCommand::Tap(_)))));
+        s.answer("ok tap eye=both every=1");
+        out(&mut s.link);
+        for i in 0..1000 {
+            s.handle_input(format!("release {i}\n").as_bytes());
+            assert_eq!(s.poll(0), Some(Ask::Tap(TapCommand::Release { seq: i, eye: None })), "a tap's release {i}");
+            s.answer(&format!("ok release seq={i}"));
+            out(&mut s.link);
+        }
     }
 
     #[test]

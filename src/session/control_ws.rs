@@ -3,8 +3,6 @@
 //! steer when no token is set, or once it sent the token (`auth`); until then it is
 //! view-only. A binary message is a client speaking something else: close 1003.
 
-use std::collections::VecDeque;
-
 use super::commands::{Admit, CommandGate};
 use super::websocket::{Message, WsEndpoint};
 use super::{Ask, Expired, Link};
@@ -15,8 +13,9 @@ use crate::ws::frame::close;
 pub struct ControlWsSession {
     ws: WsEndpoint,
     gate: CommandGate,
-    /// Lines of the current message not yet handled.
-    lines: VecDeque<String>,
+    /// The current message, and where its next unhandled line starts.
+    text: String,
+    at: usize,
 }
 
 impl ControlWsSession {
@@ -24,7 +23,8 @@ impl ControlWsSession {
         ControlWsSession {
             ws: WsEndpoint::new(link, accept, MAX_WS_MESSAGE, ping_us, now_us),
             gate: CommandGate::new(may_steer, now_us),
-            lines: VecDeque::new(),
+            text: String::new(),
+            at: 0,
         }
     }
 
@@ -54,11 +54,9 @@ impl ControlWsSession {
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {
         while !self.gate.awaiting() && self.ws.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG {
-            let Some(line) = self.lines.pop_front() else {
+            let Some(line) = self.next_line() else {
                 match self.ws.next_message(now_us)? {
-                    Message::Text(t) => {
-                        self.lines.extend(t.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
-                    }
+                    Message::Text(t) => (self.text, self.at) = (t, 0),
                     Message::Binary(_) => {
                         crate::info!("client {}: binary message on /control; closing (1003)", self.ws.link.peer);
                         self.ws.close(close::UNSUPPORTED_DATA, "control commands are text", now_us, CLOSE_GRACE_US);
@@ -73,6 +71,29 @@ impl ControlWsSession {
                     self.ws.send_text(&r.to_string());
                 }
                 Admit::Drop => {}
+            }
+            if self.gate.limited() {
+                // The rest of a rate-limited burst goes at once: counted by its newlines (one
+                // pass, blank lines too), with no String per line.
+                let rest = &self.text.as_bytes()[self.at..];
+                let lines = rest.iter().filter(|&&b| b == b'\n').count() + usize::from(!rest.ends_with(b"\n"));
+                self.gate.dropped_lines(if rest.is_empty() { 0 } else { lines as u64 });
+                self.at = self.text.len();
+            }
+        }
+        None
+    }
+
+    /// The current message's next line that is not blank.
+    fn next_line(&mut self) -> Option<String> {
+        while self.at < self.text.len() {
+            let rest = &self.text[self.at..];
+            let end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+            self.at += end;
+            let line = rest[..end].strip_suffix('\n').unwrap_or(&rest[..end]);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if !line.trim().is_empty() {
+                return Some(line.to_string());
             }
         }
         None
@@ -132,6 +153,20 @@ mod tests {
         s.handle_input(&encode_masked(true, Opcode::Text, b"zoom 0 2", M));
         assert_eq!(s.poll(0), None, "answered by the gate");
         assert!(s.link().outbox.pending_bytes() > 0);
+    }
+
+    #[test]
+    fn a_flooding_message_gets_replies_only_for_what_was_taken() {
+        let mut s = session(true);
+        s.handle_input(&encode_masked(true, Opcode::Text, &b"clock\n".repeat(10_000), M));
+        let mut executed = 0;
+        while let Some(Ask::Execute(_)) = s.poll(0) {
+            executed += 1;
+            s.reply(&Reply::Clock(1));
+        }
+        assert!((50..=200).contains(&executed), "the burst's budget: {executed}");
+        assert_eq!(s.gate.dropped, 10_000 - executed as u64, "every line not taken is counted as dropped");
+        assert_eq!(s.next_line(), None, "the rest went at once");
     }
 
     #[test]

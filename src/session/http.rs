@@ -1,7 +1,7 @@
 //! An HTTP/1.1 connection before any upgrade: requests in (pipelined or one by one, each head
 //! bounded by `http::request`), one response out per request, in order. The daemon routes
 //! each request (`Ask::Route`) and answers with `respond` — or turns the connection into a
-//! WebSocket session (`into_upgrade`). Time limits: a request head must be complete within
+//! WebSocket session (`take_upgrade`). Time limits: a request head must be complete within
 //! `header_us` of the previous response (slowloris: 408), and a kept-alive connection with no
 //! request under way closes after `idle_us`. Back-pressure: no further request is taken while
 //! the responses already queued are unread past `MAX_HTTP_BACKLOG`.
@@ -95,8 +95,10 @@ impl HttpSession {
 
     /// The request in hand was a WebSocket handshake the daemon accepted: what the new
     /// session starts from (the link, and whatever the client sent after the handshake).
-    pub fn into_upgrade(self) -> (Link, Vec<u8>) {
-        (self.link, self.input)
+    /// (It leaves an empty shell behind, which `Session::upgrade` replaces at once.)
+    pub fn take_upgrade(&mut self) -> (Link, Vec<u8>) {
+        let link = std::mem::replace(&mut self.link, Link::new(String::new(), 0));
+        (link, std::mem::take(&mut self.input))
     }
 
     fn waiting_for_head(&self) -> bool {
@@ -204,7 +206,7 @@ mod tests {
         let mut s = session();
         s.handle_input(b"GET /cam0 HTTP/1.1\r\nHost: h\r\n\r\n\x81\x80");
         assert!(s.poll(0).is_some());
-        let (_, rest) = s.into_upgrade();
+        let (_, rest) = s.take_upgrade();
         assert_eq!(rest, b"\x81\x80");
     }
 }

@@ -38,6 +38,9 @@ pub enum Ask {
     Execute(Command),
     /// A viewer's decoder lost its place and asks for an IDR.
     Keyframe,
+    /// Unix control socket: a frame tap verb (`tap`, `release`, `untap`), answered at once
+    /// (`ControlLineSession::answer`).
+    Tap(crate::tap::TapCommand),
 }
 
 /// What every session has: who is on the other end, what is queued to send, and whether the
@@ -118,6 +121,17 @@ impl Session {
             Session::Viewer(s) => s.link_mut(),
             Session::ControlWs(s) => s.link_mut(),
             Session::ControlLine(s) => s.link_mut(),
+        }
+    }
+
+    /// The WebSocket handshake of this HTTP session passed: it becomes what `make` builds on
+    /// its link, which is then fed whatever the client sent after the handshake.
+    pub fn upgrade(&mut self, now_us: u64, make: impl FnOnce(Link) -> Session) {
+        let Session::Http(http) = self else { unreachable!("only HTTP sessions are upgraded") };
+        let (link, rest) = http.take_upgrade();
+        *self = make(link);
+        if !rest.is_empty() {
+            self.handle_input(&rest, now_us);
         }
     }
 

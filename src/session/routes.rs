@@ -7,6 +7,7 @@
 use crate::access::HostPolicy;
 use crate::http::request::{self, Request};
 use crate::http::response;
+use crate::http::static_files::Source;
 use crate::ws::handshake;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,8 +55,17 @@ impl Route {
     }
 }
 
-/// Route one request for a daemon with `eyes` eyes that answers to the hosts of `hosts`.
-pub fn route(req: &Request, eyes: usize, hosts: &HostPolicy) -> Route {
+/// Route one request for a daemon with `eyes` eyes that answers to the hosts of `hosts`;
+/// `may_view` says whether the request's token (if any) lets it see the cameras.
+pub fn route(req: &Request, eyes: usize, hosts: &HostPolicy, may_view: impl FnOnce(Option<&str>) -> bool) -> Route {
+    let route = route_unguarded(req, eyes, hosts);
+    if route.shows_cameras() && !may_view(crate::access::request_token(req).as_deref()) {
+        return refuse(403, "watching needs the token (?token=…)");
+    }
+    route
+}
+
+fn route_unguarded(req: &Request, eyes: usize, hosts: &HostPolicy) -> Route {
     if !hosts.allows_request(req) {
         return refuse(421, "this pieyes does not answer to that host name (see --allowed-hosts)");
     }
@@ -102,10 +112,39 @@ pub fn route(req: &Request, eyes: usize, hosts: &HostPolicy) -> Route {
     }
 }
 
+/// A refused request as the log tells it: what it asked, the host and origin it named, why.
+pub fn refusal_line(req: &Request, status: u16, reason: &str) -> String {
+    let (host, origin) = (req.header("host").unwrap_or("-"), req.header("origin").unwrap_or("-"));
+    format!("{status} for {} {} (Host {host}, Origin {origin}): {reason}", req.method, req.path)
+}
+
 /// A 200 response to `req` (HEAD gets the head only), keep-alive as the request asks.
 pub fn ok(req: &Request, headers: &[(&str, &str)], body: &[u8]) -> (Vec<u8>, bool) {
     let keep = req.keep_alive();
     (response::build(200, headers, body, keep, req.method == "HEAD"), keep)
+}
+
+/// `/status`: its JSON, never cached.
+pub fn status(req: &Request, json: &str) -> (Vec<u8>, bool) {
+    ok(req, &[("Content-Type", "application/json"), ("Cache-Control", "no-store")], json.as_bytes())
+}
+
+/// `/metrics`: Prometheus' text format, never cached.
+pub fn metrics(req: &Request, text: &str) -> (Vec<u8>, bool) {
+    let ctype = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    ok(req, &[ctype, ("Cache-Control", "no-store")], text.as_bytes())
+}
+
+/// A viewer file (revalidated on each load, so a deploy shows at once), or a 404.
+pub fn file(req: &Request, www: &Source, clean: &str) -> (Vec<u8>, bool) {
+    match www.get(clean) {
+        Some((body, ctype)) => {
+            let headers =
+                [("Content-Type", ctype), ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")];
+            ok(req, &headers, &body)
+        }
+        None => not_found(req),
+    }
 }
 
 /// A 404 for a file that is not there; the connection stays usable.
@@ -130,15 +169,38 @@ mod tests {
     }
 
     fn route(r: &Request, eyes: usize) -> Route {
-        super::route(r, eyes, &hosts())
+        super::route(r, eyes, &hosts(), |_| true)
+    }
+
+    #[test]
+    fn watching_may_need_the_token() {
+        let may_view = |t: Option<&str>| t == Some("s3cret");
+        let watch = |q: &str, extra: &str| {
+            super::route(
+                &req(&format!("GET /cam0{q} HTTP/1.1\r\nHost: h\r\n{UPGRADE}{extra}\r\n")),
+                2,
+                &hosts(),
+                may_view,
+            )
+        };
+        assert!(matches!(watch("", ""), Route::Refuse { status: 403, .. }));
+        assert!(matches!(watch("?token=s3cret", ""), Route::Upgrade { .. }));
+        assert!(matches!(watch("", "Authorization: Bearer s3cret\r\n"), Route::Upgrade { .. }));
+        let status = super::route(&req("GET /status HTTP/1.1\r\nHost: h\r\n\r\n"), 2, &hosts(), may_view);
+        assert!(matches!(status, Route::Refuse { status: 403, .. }));
+        let page = super::route(&req("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 2, &hosts(), may_view);
+        assert_eq!(page, Route::File("/".into()), "the page itself needs no token");
     }
 
     #[test]
     fn a_foreign_host_name_is_refused_before_any_route() {
         for path in ["/", "/metrics", "/status", "/cam0", "/control"] {
             let r = req(&format!("GET {path} HTTP/1.1\r\nHost: evil.example:8000\r\n{UPGRADE}\r\n"));
-            assert!(matches!(super::route(&r, 2, &hosts()), Route::Refuse { status: 421, .. }), "{path}");
-            assert!(!matches!(super::route(&r, 2, &HostPolicy::Any), Route::Refuse { .. }), "{path} with any");
+            assert!(matches!(super::route(&r, 2, &hosts(), |_| true), Route::Refuse { status: 421, .. }), "{path}");
+            assert!(
+                !matches!(super::route(&r, 2, &HostPolicy::Any, |_| true), Route::Refuse { .. }),
+                "{path} with any"
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 //! reach it as `status` text messages. Nothing is queued for it once a close was sent or
 //! received.
 
+use crate::controller::report::ViewerMeasured;
 use std::sync::Arc;
 
 use super::websocket::{Message, WsEndpoint};
@@ -68,6 +69,16 @@ impl ViewerSession {
     }
 
     /// Frames not delivered to this viewer (skipped to a keyframe).
+    /// What `status` and `/metrics` show of this viewer.
+    pub fn measured(&self) -> ViewerMeasured<'_> {
+        ViewerMeasured {
+            eye: self.eye,
+            peer: &self.link().peer,
+            dropped: self.dropped(),
+            encoded_to_sent: &self.encoded_to_sent,
+        }
+    }
+
     pub fn dropped(&self) -> u64 {
         self.sub.dropped
     }

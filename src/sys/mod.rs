@@ -14,6 +14,7 @@ pub mod socket;
 pub mod thread;
 pub mod timer;
 pub mod v4l2;
+pub mod worker;
 
 /// The kernel's page size in bytes.
 pub fn page_size() -> usize {

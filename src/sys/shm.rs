@@ -35,6 +35,14 @@ impl Mapping {
         Ok(Mapping { ptr: ptr.cast(), len })
     }
 
+    /// Map `len` bytes of `fd` read-only from the start (what a frame tap's client does).
+    pub fn read_only(fd: BorrowedFd<'_>, len: usize) -> std::io::Result<Mapping> {
+        let size = NonZeroUsize::new(len).ok_or(std::io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh shared read-only mapping; only ever read through `as_slice`.
+        let ptr = unsafe { mmap(None, size, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, fd, 0)? };
+        Ok(Mapping { ptr: ptr.cast(), len })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -111,6 +119,18 @@ impl AsFd for SharedMemory {
     }
 }
 
+/// A second fd for the same buffer that only reads: a memfd is reopened through /proc with
+/// O_RDONLY (a mapping of it cannot write); what cannot be reopened (a dma-buf) is duplicated.
+pub fn read_only_clone(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+    match nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty()) {
+        Ok(ro) => Ok(ro),
+        Err(_) => fd.try_clone_to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +143,17 @@ mod tests {
         let b = SharedMemory::map(dup, 4096).unwrap();
         assert_eq!(&b.as_slice()[..3], b"eye");
         assert!(b.as_slice()[3..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn a_read_only_clone_maps_for_reading_only() {
+        let mut a = SharedMemory::memfd("t", 4096).unwrap();
+        a.as_mut_slice()[..3].copy_from_slice(b"eye");
+        let ro = read_only_clone(a.as_fd()).unwrap();
+        assert!(Mapping::new(ro.as_fd(), 4096, 0).is_err(), "no writable mapping from the clone");
+        let m = Mapping::read_only(ro.as_fd(), 4096).unwrap();
+        assert_eq!(&m.as_slice()[..3], b"eye");
+        a.as_mut_slice()[0] = b'E';
+        assert_eq!(m.as_slice()[0], b'E', "the same pages, no copy");
     }
 }

@@ -1,17 +1,88 @@
-//! Socket I/O the loop needs beyond std: gathered writes that never raise SIGPIPE, and socket
-//! options (TCP_NODELAY, SO_SNDBUF). Listeners and clients are made non-blocking with std's
-//! `set_nonblocking`.
+//! Client sockets as the loop holds them (TCP or Unix), and socket I/O beyond std: gathered
+//! writes that never raise SIGPIPE, an fd sent with a line (SCM_RIGHTS, for frame taps), and
+//! socket options (TCP_NODELAY, SO_SNDBUF). Listeners and clients are made non-blocking with
+//! std's `set_nonblocking`.
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{IoSlice, IoSliceMut, Read};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
-use nix::sys::socket::{MsgFlags, sendmsg};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+
+/// A client's stream socket as the loop holds it: TCP (HTTP, WebSocket, TLS) or the Unix
+/// control socket.
+pub enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+/// Writes never raise SIGPIPE and never block (`send_vectored`).
+impl std::io::Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        send_vectored(&*self, &[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        send_vectored(&*self, bufs)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// `sendmsg` with MSG_NOSIGNAL over several buffers (the shared access units queued for one
 /// viewer): one syscall for many frames, no copy into a per-viewer buffer.
 pub fn send_vectored(fd: impl AsFd, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
     let n = sendmsg::<()>(fd.as_fd().as_raw_fd(), bufs, &[], MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT, None)?;
     Ok(n)
+}
+
+/// Send `bytes` on a Unix stream socket with `attach` riding along (SCM_RIGHTS), without
+/// blocking or SIGPIPE. The fd is delivered with the first byte that goes: a partial write has
+/// delivered it (the rest is plain bytes), `WouldBlock` has sent nothing.
+pub fn send_with_fd(sock: impl AsFd, bytes: &[u8], attach: BorrowedFd<'_>) -> std::io::Result<usize> {
+    let fds = [attach.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(bytes)];
+    let n =
+        sendmsg::<()>(sock.as_fd().as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT, None)?;
+    Ok(n)
+}
+
+/// Receive bytes and the fds that came with them (SCM_RIGHTS, close-on-exec); a tap client's
+/// side of [`send_with_fd`] (the tests' and benchmarks' Rust client).
+pub fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(sock.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS gave these fds to this process just now; nothing else owns them.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Turn on TCP_NODELAY: an access unit is sent the moment it exists, never held for Nagle.

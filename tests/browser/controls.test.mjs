@@ -6,10 +6,9 @@
 // page's sliders; flip, pause and save work; overlays and view modes are screenshotted to
 // target/test-artifacts/controls-*.png. Every wait polls a condition with a timeout.
 import { execFile } from 'node:child_process';
-import { connect } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { runTest, check, artifacts, binary } from './lib.mjs';
+import { runTest, check, artifacts, binary, ctlLine } from './lib.mjs';
 
 let daemon; // set when the test starts (the helpers below use it)
 let browser;
@@ -18,22 +17,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // One command over the Unix socket, its reply line.
 function ctl(cmd) {
-  return new Promise((resolve, reject) => {
-    const s = connect(daemon.control);
-    let buf = '';
-    const t = setTimeout(() => { s.destroy(); reject(new Error('no reply to ' + cmd)); }, 5000);
-    s.on('data', (d) => {
-      buf += d;
-      const i = buf.indexOf('\n');
-      if (i >= 0) {
-        clearTimeout(t);
-        s.end();
-        resolve(buf.slice(0, i));
-      }
-    });
-    s.on('error', (e) => { clearTimeout(t); reject(e); });
-    s.write(cmd + '\n');
-  });
+  return ctlLine(daemon.control, cmd, 5000);
 }
 
 async function status() {
@@ -426,7 +410,8 @@ await runTest(['--fps', '30'], async (ctx) => {
     console.log('screenshot:', shot);
     await page.reload();
     await ready();
-    const kept = await page.evaluate(() => [...document.querySelectorAll('#overlay-toggles input')].every((i) => i.checked));
+    const kept = await page.evaluate(() => ['reticle', 'crosshair', 'grid', 'timestamp', 'peaking']
+      .every((n) => document.querySelector(`#overlay-toggles input[data-overlay="${n}"]`).checked));
     check(kept, 'overlay toggles are remembered across a reload (localStorage)');
   }
 

@@ -1,6 +1,7 @@
 // Helpers for the browser tests: start the daemon, launch Debian's Chromium headless with a
 // fresh profile, and read the viewer's state.
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -54,21 +55,42 @@ export async function launch(extraArgs = []) {
   return { ctx, close: async () => { await ctx.close(); rmSync(profile, { recursive: true, force: true }); } };
 }
 
+// One command over the daemon's Unix control socket: its reply line (rejected after timeoutMs).
+export function ctlLine(controlPath, cmd, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const s = connect(controlPath);
+    let buf = '';
+    const t = setTimeout(() => { s.destroy(); reject(new Error('no reply to ' + cmd)); }, timeoutMs);
+    s.on('data', (d) => {
+      buf += d;
+      const i = buf.indexOf('\n');
+      if (i >= 0) {
+        clearTimeout(t);
+        s.end();
+        resolve(buf.slice(0, i));
+      }
+    });
+    s.on('error', (e) => { clearTimeout(t); reject(e); });
+    s.write(cmd + '\n');
+  });
+}
+
 export function check(cond, msg) {
   if (!cond) throw new Error('FAILED: ' + msg);
   console.log('ok -', msg);
 }
 
-// Run one browser test file: start the daemon with `args`, launch Chromium, open a page
+// Run one browser test file: start the daemon with `args`, launch Chromium (with
+// `chromiumArgs` besides the usual flags), open a page
 // (collecting page errors), run `body({ daemon, browser, page, errors })`, and always clean up;
 // a failure prints its message and the daemon log's tail, and the process exits 1.
-export async function runTest(args, body, { budgetMs = 300000 } = {}) {
+export async function runTest(args, body, { budgetMs = 300000, chromiumArgs = [] } = {}) {
   const watchdog = setTimeout(() => {
     console.error(`FAILED: took longer than ${budgetMs / 1000} s`);
     process.exit(1);
   }, budgetMs);
   const daemon = await startDaemon(args);
-  const browser = await launch();
+  const browser = await launch(chromiumArgs);
   let failed = false;
   try {
     const page = await browser.ctx.newPage();

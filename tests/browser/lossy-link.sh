@@ -16,7 +16,8 @@ fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 SHAPER=""
 cleanup() {
-  [ -n "$SHAPER" ] && kill "$SHAPER" 2>/dev/null && wait "$SHAPER" 2>/dev/null
+  # (wait reports the shaper's SIGTERM as 143: under set -e that would be this script's status)
+  if [ -n "$SHAPER" ]; then kill "$SHAPER" 2>/dev/null || true; wait "$SHAPER" 2>/dev/null || true; fi
   ip netns del $SRV 2>/dev/null || true
   ip netns del $CLI 2>/dev/null || true
   rm -f $PIDFILE

@@ -1,11 +1,35 @@
-# pieyes against real libcamera 0.4 in the guest: vimc + two `virtual` cameras.
+# pieyes against real libcamera in the guest (trixie's 0.4; 11-libcamera-backports.sh runs this
+# again against backports' 0.7): vimc + two `virtual` cameras.
 # Saves what the host checks (10-libcamera.host.sh) in $TEST_RESULTS: the streams both eyes
 # sent (eyeN.h264 + eyeN.json from `pieyes record`), status snapshots, daemon logs.
 . "$(dirname "$0")/lib.sh"
 # vimc makes ~1-3 frames/s under TCG: at 2 fps the daemon calls a camera stalled after 2.5 s
 # of silence, not 1 s. (The virtual cameras ignore the rate: they fill a request the moment it
-# is queued.)
-SIZE=640x360 FPS=2 PAIR_FPS=15 SECONDS_RECORDED=10
+# is queued.) vimc's streamer is a kernel thread that computes frames back to back whether or not
+# a buffer waits, without yielding its CPU (this kernel preempts voluntarily): it takes one of the
+# guest's two CPUs whole (97 % in the thread snapshots), and its rate follows the host's load
+# rather than the output size (0.3-0.8 fps at 640x360 and at 384x216 alike on a 2-core host shared
+# with other builds). Small frames keep the encoders and the virtual cameras cheap on the CPU it
+# leaves. Each eye is recorded long enough for ~14 of its camera's frames (10-45 s).
+SIZE=384x216 FPS=2 PAIR_FPS=15 FRAMES_RECORDED=14 MIN_SECONDS=10 MAX_SECONDS=45
+# threads FILE: every pieyes thread and vimc's streamer (a kernel thread), one line each: tid,
+# name, the CPU it last ran on, CPU time (ticks: user system), and schedstat's run time and
+# run-queue wait (ns); and the guest's CPUs (ticks idle, ticks in all) from /proc/stat. The host
+# check prints what each did between two snapshots.
+threads() {
+  local t st rest
+  {
+    read -r _ a b c d e f g h _ </proc/stat
+    echo "0 guest-cpus idle=$((d + e)) total=$((a + b + c + d + e + f + g + h))"
+    for t in /proc/"$DPID"/task/* $(grep -l '^vimc-streamer' /proc/[0-9]*/comm 2>/dev/null | sed 's|/comm$||'); do
+      st=$(cat "$t/stat" 2>/dev/null) || continue
+      rest=${st##*) }
+      # shellcheck disable=SC2086
+      set -- $rest
+      echo "${t##*/} $(tr ' ' '_' <"$t/comm") cpu=${37} ticks=${12}+${13} sched=$(tr ' ' ',' <"$t/schedstat")"
+    done
+  } >"$T/$1"
+}
 install -D -m 0644 "$P/tests/10-libcamera.virtual.yaml" /usr/share/libcamera/pipeline/virtual/virtual.yaml
 export LIBCAMERA_LOG_LEVELS='*:WARN'
 { cam -l; echo; dpkg-query -W 'libcamera0*'; uname -r; nproc; } >"$T/env.txt" 2>&1
@@ -35,9 +59,16 @@ pass daemon-starts
 for e in 0 1; do info "eye $e: $(grep "eye $e: camera \"" "$T/main.log" | head -n 1 | cut -d' ' -f3-)"; done
 check both-eyes-deliver '@eye 0 frames=$(ef 0 frames) eye 1 frames=$(ef 1 frames) after 90 s' \
   wait_for 90 frames_above 0 2 1 2
-status status-start.json >/dev/null
+# Each eye's camera rate so far (frames captured over the uptime: an underestimate, which only
+# lengthens the recording) sets its recording's length.
+snap status-start.json
+threads threads-start.txt
+up=$(sed -n 's/.*"uptime_s":\([0-9.]*\).*/\1/p' <<<"$S")
 for e in 0 1; do
-  pieyes record --addr 127.0.0.1:$PORT --eye $e --seconds $SECONDS_RECORDED --out "$T/eye$e.h264" \
+  secs[$e]=$(awk -v c="$(ef $e captured)" -v u="$up" -v n=$FRAMES_RECORDED -v lo=$MIN_SECONDS -v hi=$MAX_SECONDS \
+    'BEGIN { s = (c > 0 && u > 0) ? int(n * u / c) + 1 : hi; print (s < lo ? lo : (s > hi ? hi : s)) }')
+  info "eye $e: $(ef $e captured) frames captured in ${up}s: recording ${secs[$e]}s"
+  pieyes record --addr 127.0.0.1:$PORT --eye $e --seconds "${secs[$e]}" --out "$T/eye$e.h264" \
     >"$T/eye$e.json" 2>"$T/eye$e.err" &
   rec[$e]=$!
 done
@@ -47,6 +78,8 @@ for e in 0 1; do
   info "eye $e recorded: $(cat "$T/eye$e.json")"
 done
 status status-recorded.json >/dev/null
+threads threads-recorded.txt
+grep -E 'encoder leaves CPU' "$T/main.log" | while read -r l; do info "log: $l"; done
 
 # --- crops: the commands are accepted; what status and the frames report is what was applied ----
 # Each eye takes a command from its own next unrequested frame (free-running cameras: the reply

@@ -2,7 +2,8 @@
 # missing tool or device is a FAIL.
 T=${TEST_RESULTS:?}
 P=${PAYLOAD_DIR:-/payload}
-fails=0
+# (kept when a test sources another: 11-libcamera-backports.sh runs 10-libcamera.sh's checks)
+fails=${fails:-0}
 
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; fails=$((fails + 1)); }

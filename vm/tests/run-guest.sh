@@ -21,7 +21,7 @@ for t in "$P"/tests/[0-9][0-9]-*.sh; do
   # through vm/run.sh) and finds pieyes on PATH or as $PIEYES_BIN.
   export TEST_RESULTS="$R/$name" RESULTS_DIR="$R/$name" PIEYES_BIN="$P/bin/pieyes"
   mkdir -p "$TEST_RESULTS"
-  limit=${PIEYES_GUEST_TEST_TIMEOUT:-300}
+  limit=${PIEYES_GUEST_TEST_TIMEOUT:-420}
   echo "=== $name (limit ${limit}s)"
   start=$(date +%s)
   timeout -k 5 "$limit" bash "$t" >"$TEST_RESULTS/output.txt" 2>&1
