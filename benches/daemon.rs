@@ -374,8 +374,8 @@ fn memory(r: &mut Report) {
     r.row("2 eyes, 10 viewers each: RSS now / peak", format!("{rss:.1} / {hwm:.1} MB (target ≤ 30)"));
     let mut obj = Obj::new().num("rss_mb", rss).num("rss_peak_mb", hwm);
     for (kind, kb) in &kinds {
-        r.row(&format!("  RSS of {kind}"), format!("{:.1} MB", kb / 1024.0));
-        obj = obj.num(&format!("{}_mb", kind.split(' ').next().unwrap_or(kind).trim_matches(['[', ']'])), kb / 1024.0);
+        r.row(&format!("  RSS of {}", kind.label()), format!("{:.1} MB", kb / 1024.0));
+        obj = obj.num(&format!("{}_mb", kind.key()), kb / 1024.0);
     }
     // OpenH264 alone in this process: the RSS one encoder adds, made and 5 frames encoded. The
     // bench's own frame buffer is drawn once before the baseline: its pages are not the encoder's.
@@ -435,41 +435,80 @@ fn self_rss_kb() -> f64 {
     status_kb(std::process::id(), "VmRSS:")
 }
 
+/// What a mapping in /proc/PID/smaps holds, as the memory breakdown counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum MemKind {
+    CameraFrames,
+    Heap,
+    Stack,
+    AnonLarge,
+    AnonSmall,
+    Binary,
+    SharedLibraries,
+    Other,
+}
+
+impl MemKind {
+    fn of(name: &str, size: u64) -> MemKind {
+        match name {
+            n if n.starts_with("/memfd:") => MemKind::CameraFrames,
+            "[heap]" => MemKind::Heap,
+            n if n.starts_with("[stack") => MemKind::Stack,
+            "" if size >= 1 << 20 => MemKind::AnonLarge,
+            "" => MemKind::AnonSmall,
+            n if n.contains("pieyes") => MemKind::Binary,
+            n if n.starts_with('/') => MemKind::SharedLibraries,
+            _ => MemKind::Other, // [vdso], [vvar], …
+        }
+    }
+
+    /// The row's words in the printed table.
+    fn label(self) -> &'static str {
+        match self {
+            MemKind::CameraFrames => "camera frames (memfd)",
+            MemKind::Heap => "[heap] (malloc main arena)",
+            MemKind::Stack => "[stack]",
+            MemKind::AnonLarge => "anonymous mappings >= 1 MB (OpenH264 pictures, thread arenas, stacks)",
+            MemKind::AnonSmall => "anonymous mappings < 1 MB",
+            MemKind::Binary => "the pieyes binary",
+            MemKind::SharedLibraries => "shared libraries",
+            MemKind::Other => "other ([vdso], [vvar], …)",
+        }
+    }
+
+    /// The field's name in the results file: one per kind.
+    fn key(self) -> &'static str {
+        match self {
+            MemKind::CameraFrames => "camera_frames",
+            MemKind::Heap => "heap",
+            MemKind::Stack => "stack",
+            MemKind::AnonLarge => "anonymous_large",
+            MemKind::AnonSmall => "anonymous_small",
+            MemKind::Binary => "binary",
+            MemKind::SharedLibraries => "shared_libraries",
+            MemKind::Other => "other",
+        }
+    }
+}
+
 /// Rss of each mapping of `pid`, summed by kind, largest first.
-fn smaps_by_kind(pid: u32) -> Vec<(String, f64)> {
+fn smaps_by_kind(pid: u32) -> Vec<(MemKind, f64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
-    let mut kind = String::new();
+    let mut sums: std::collections::BTreeMap<MemKind, f64> = Default::default();
+    let mut kind = MemKind::Other;
     for line in text.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
             let f: Vec<&str> = line.split_whitespace().collect();
             let (a, b) = first.split_once('-').unwrap();
             let size = u64::from_str_radix(b, 16).unwrap_or(0) - u64::from_str_radix(a, 16).unwrap_or(0);
-            let name = f.get(5).copied().unwrap_or("");
-            kind = if name.starts_with("/memfd:") {
-                "camera frames (memfd)".into()
-            } else if name == "[heap]" {
-                "[heap] (malloc main arena)".into()
-            } else if name == "[stack]" || name.starts_with("[stack") {
-                "[stack]".into()
-            } else if name.is_empty() && size >= 1 << 20 {
-                "anonymous mappings >= 1 MB (OpenH264 pictures, thread arenas, stacks)".into()
-            } else if name.is_empty() {
-                "anonymous mappings < 1 MB".into()
-            } else if name.contains("pieyes") {
-                "the pieyes binary".into()
-            } else if name.starts_with('/') {
-                "shared libraries".into()
-            } else {
-                name.to_string()
-            };
+            kind = MemKind::of(f.get(5).copied().unwrap_or(""), size);
         } else if let Some(v) = line.strip_prefix("Rss:") {
             let kb: f64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0.0);
-            *sums.entry(kind.clone()).or_default() += kb;
+            *sums.entry(kind).or_default() += kb;
         }
     }
-    let mut v: Vec<(String, f64)> = sums.into_iter().filter(|(_, kb)| *kb > 0.0).collect();
+    let mut v: Vec<(MemKind, f64)> = sums.into_iter().filter(|(_, kb)| *kb > 0.0).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v
 }
