@@ -28,7 +28,7 @@ use pieyes::cli::ws_client::WsClient;
 use pieyes::config::{EncoderCpus, EncoderThreads};
 use pieyes::encoder::EncoderConfig;
 use pieyes::encoder::picture::Scratch;
-use pieyes::encoder::software::{VBV_FRAMES, encode_one, new_h264_encoder};
+use pieyes::encoder::software::{Tuning, VBV_FRAMES, encode_one, new_h264_encoder};
 use pieyes::histogram::Histogram;
 use pieyes::json::{self, Obj};
 use pieyes::sys::clock::{monotonic_us, thread_cpu_us};
@@ -98,7 +98,7 @@ fn encode_paced(scene: &std::sync::Arc<Scene>, frames: u32, skip: u32, eyes: u8,
                     EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
                 // As the daemon does: the encoder (and OpenH264's slice threads) first, then the
                 // eye's own thread on its CPU (--encoder-cpus auto).
-                let mut enc = new_h264_encoder(&cfg, threads, 1.0).expect("encoder");
+                let mut enc = new_h264_encoder(&cfg, Tuning { threads, ..Tuning::default() }, 1.0).expect("encoder");
                 let allowed = pieyes::sys::thread::allowed_cpus().expect("affinity");
                 if let Some(cpu) = EncoderCpus::Auto.cpu_for(eye, &allowed) {
                     pieyes::sys::thread::pin_to_cpu(cpu).expect("pin");
@@ -384,7 +384,7 @@ fn memory(r: &mut Report) {
     source.next(&scene, 0, 0, 0);
     let frame_kb = self_rss_kb();
     let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
-    let mut enc = new_h264_encoder(&cfg, *THREADS_HERE, 1.0).expect("encoder");
+    let mut enc = new_h264_encoder(&cfg, Tuning { threads: *THREADS_HERE, ..Tuning::default() }, 1.0).expect("encoder");
     for i in 0..5u32 {
         let buf = source.next(&scene, 0, i, i as u64 * 33_333);
         encode_one(&mut enc, buf, false, &mut scratch).expect("encode");

@@ -7,7 +7,7 @@ use crate::camera::select::{self, Backend};
 use crate::camera::synthetic::{SyntheticConfig, SyntheticRig};
 use crate::config::{CameraChoice, Config, EncoderChoice, EncoderCpus, gop_frames};
 use crate::controller::EyeSetup;
-use crate::encoder::software::SoftwareEncoder;
+use crate::encoder::software::{SoftwareEncoder, Tuning};
 use crate::encoder::v4l2::{self, V4l2Encoder};
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::eyes::geometry::Geometry;
@@ -240,7 +240,11 @@ fn software(eye: u8, enc: EncoderConfig, cfg: &Config, faults: &SharedFaults) ->
             "eye {eye}: {threads} slices per picture on OpenH264's {threads} threads (--encoder-threads; one pool for both eyes)"
         );
     }
-    let e = SoftwareEncoder::start(eye, enc, cpu, threads, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
+    if !cfg.deblock {
+        crate::info!("eye {eye}: deblocking off (--deblock off)");
+    }
+    let tuning = Tuning { threads, deblock: cfg.deblock };
+    let e = SoftwareEncoder::start(eye, enc, cpu, tuning, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
     Ok(Box::new(e))
 }
 

@@ -88,6 +88,44 @@ fn both_eyes_stream_constrained_baseline_h264_with_readable_stamps() {
     }
 }
 
+/// The `disable_deblocking_filter_idc` of every slice header in `path`, as ffmpeg's
+/// `trace_headers` reads them.
+fn deblocking_idcs(path: &std::path::Path) -> Vec<u32> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-i"])
+        .arg(path)
+        .args(["-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed by `make test`");
+    assert!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(" disable_deblocking_filter_idc "))
+        .map(|l| l.rsplit("= ").next().unwrap().trim().parse().expect("an idc"))
+        .collect()
+}
+
+#[test]
+fn deblock_off_turns_the_loop_filter_off_in_every_slice_and_the_stamps_still_read() {
+    let dir = TempDir::new("deblock");
+    for (flags, want) in [(&[][..], 0), (&["--deblock", "off"][..], 1)] {
+        let d = Daemon::start(&[&["--size", "480x540"], flags].concat());
+        let (_, units) = collect_units(d.addr, 0, 12);
+        let path = dir.0.join(format!("deblock-{want}.h264"));
+        write_h264(&path, &units);
+        let idcs = deblocking_idcs(&path);
+        assert!(idcs.len() >= units.len(), "{flags:?}: {} slice headers for {} pictures", idcs.len(), units.len());
+        assert!(idcs.iter().all(|&i| i == want), "{flags:?}: disable_deblocking_filter_idc {idcs:?}, want all {want}");
+        let frames = decode_i420(&path, 480, 540);
+        assert_eq!(frames.len(), units.len(), "{flags:?}: one decoded picture per access unit");
+        for (f, u) in frames.iter().zip(&units) {
+            let s = Stamp::read(f, 480, 480)
+                .unwrap_or_else(|| panic!("{flags:?} seq {}: stamp unreadable", u.header.sequence));
+            assert_eq!((s.sequence, s.capture_us), (u.header.sequence, u.header.capture_us), "{flags:?}");
+        }
+    }
+}
+
 #[test]
 fn crop_over_the_control_socket_moves_the_visible_region() {
     let (sensor, out) = (Size { w: 1152, h: 648 }, Size { w: 480, h: 540 });

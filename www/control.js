@@ -4,6 +4,8 @@
 'use strict';
 
 const nowUs = () => performance.now() * 1000;
+// Clock samples kept (one a second after the first burst): the offset is the quickest one's.
+const CLOCK_SAMPLES = 20;
 const wsUrl = (path) => (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path;
 
 // `eye=0 joined viewers=2` → { eye: '0', joined: true, viewers: '2' }; a value may be quoted
@@ -29,6 +31,7 @@ class Control {
     this.pending = []; // reply handlers, in command order
     this.offsetUs = 0; // daemon clock − local clock
     this.rttUs = Infinity;
+    this.clockSamples = []; // { rtt, offset }, µs, the newest last
     this.connected = false;
     this.tokenRequired = false;
     this.maySteer = true;
@@ -71,7 +74,8 @@ class Control {
         const m = /^ok watching (\{.*\})$/.exec(reply);
         if (m) this.state(m[1]);
       });
-      this.syncClock();
+      this.clockSamples = [];
+      for (let i = 0; i < 5; i++) this.syncClock();
     };
     ws.onmessage = (ev) => {
       const line = String(ev.data);
@@ -132,23 +136,23 @@ class Control {
     return this.pending.length;
   }
 
-  // NTP-style: keep the sample with the smallest round trip.
+  // NTP-style: the daemon's clock read halfway through a round trip, and the offset taken from
+  // the quickest of the last CLOCK_SAMPLES. A reply that waited behind the page's own work
+  // (decoding, drawing) reads the daemon's clock too early for its midpoint: that once put the
+  // offset 8 ms off, and every capture→paint figure with it, until the next resync. A quick
+  // round trip bounds the error by half of it; sampling once a second finds one soon.
   syncClock() {
-    let n = 0;
-    const once = () => {
-      const t0 = nowUs();
-      this.send('clock', (reply) => {
-        const t1 = nowUs();
-        const m = /clock=(\d+)/.exec(reply);
-        if (m && t1 - t0 < this.rttUs) {
-          this.rttUs = t1 - t0;
-          this.offsetUs = Number(m[1]) - (t0 + t1) / 2;
-        }
-        if (++n < 5) once();
-      });
-    };
-    this.rttUs = Infinity;
-    once();
+    const t0 = nowUs();
+    this.send('clock', (reply) => {
+      const t1 = nowUs();
+      const m = /clock=(\d+)/.exec(reply);
+      if (!m) return;
+      this.clockSamples.push({ rtt: t1 - t0, offset: Number(m[1]) - (t0 + t1) / 2 });
+      if (this.clockSamples.length > CLOCK_SAMPLES) this.clockSamples.shift();
+      const best = this.clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+      this.rttUs = best.rtt;
+      this.offsetUs = best.offset;
+    });
   }
 
   daemonNowUs() {

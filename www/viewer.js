@@ -400,7 +400,7 @@ function main() {
     for (const e of eyes) e.tick();
     control.pollStatus();
   }, 1000);
-  setInterval(() => control.syncClock(), 30000);
+  setInterval(() => { if (control.connected) control.syncClock(); }, 1000);
   const latency = new LatencyProbe(eyes, control);
   setupAuth(control);
   window.pieyes = {

@@ -88,9 +88,25 @@ impl H264Encoder {
     }
 }
 
-/// OpenH264 for `cfg`, its pictures cut into `threads` slices; `share`: the inner target as
-/// a share of the real one, from the encoder this one replaces (1 for a new eye).
-pub fn new_h264_encoder(cfg: &EncoderConfig, threads: u16, share: f64) -> Result<H264Encoder, String> {
+/// How the software encoder is set up beyond what the controller commands: fixed for the
+/// daemon's life (`--encoder-threads`, `--deblock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Slices per picture (1..=4), each encoded by a thread of OpenH264's pool.
+    pub threads: u16,
+    /// H.264's in-loop deblocking filter.
+    pub deblock: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { threads: 1, deblock: true }
+    }
+}
+
+/// OpenH264 for `cfg` as `tuning` says; `share`: the inner target as a share of the real one,
+/// from the encoder this one replaces (1 for a new eye).
+pub fn new_h264_encoder(cfg: &EncoderConfig, tuning: Tuning, share: f64) -> Result<H264Encoder, String> {
     let guard = RateGuard::new(cfg.bitrate_bps, cfg.fps, cfg.gop_frames, share);
     let settings = Settings {
         width: cfg.width,
@@ -98,8 +114,9 @@ pub fn new_h264_encoder(cfg: &EncoderConfig, threads: u16, share: f64) -> Result
         fps: cfg.fps,
         bitrate_bps: guard.inner_bps(),
         gop_frames: cfg.gop_frames,
-        threads,
+        threads: tuning.threads,
         idr_percent: IDR_PERCENT,
+        deblock: tuning.deblock,
     };
     Ok(H264Encoder { wels: Wels::new(&settings)?, guard })
 }
@@ -130,7 +147,7 @@ fn worker(
     cfg: EncoderConfig,
     eye: u8,
     cpu: Option<usize>,
-    threads: u16,
+    tuning: Tuning,
     faults: SharedFaults,
 ) {
     // Below the loop and the capture thread: they only move frames and must never wait for us.
@@ -139,7 +156,7 @@ fn worker(
         crate::debug!("encoder {eye}: cannot lower its priority: {e}");
     }
     // Initialised before pinning: OpenH264's slice threads inherit this thread's CPU mask.
-    let mut enc = new_h264_encoder(&cfg, threads, 1.0);
+    let mut enc = new_h264_encoder(&cfg, tuning, 1.0);
     // One core per eye: unpinned, the two encoders were woken together and, now and then,
     // queued on the same core while the other idled (seen with `perf sched`: a keyframe's
     // 9 ms encode took 13-17 ms); pinned, the p99 of the daemon's encode equals the encoder's.
@@ -168,7 +185,7 @@ fn worker(
                 // one goes after the new one is made, so the slice thread pool (refcounted)
                 // stays, with its CPU mask. The guard's learned correction carries over.
                 let share = enc.as_ref().map_or(1.0, |e| e.guard.share());
-                enc = new_h264_encoder(&cfg, threads, share);
+                enc = new_h264_encoder(&cfg, tuning, share);
                 fps = cfg.fps;
                 if let Some(w) = &mut watch {
                     w.watch.set_fps(fps);
@@ -288,15 +305,16 @@ impl PinnedCpu {
 
 impl SoftwareEncoder {
     /// Start eye `eye`'s worker thread, kept on `cpu` when given, its pictures cut into
-    /// `threads` slices (1..=4) that OpenH264's thread pool encodes in parallel.
+    /// `tuning.threads` slices (1..=4) that OpenH264's thread pool encodes in parallel.
     pub fn start(
         eye: u8,
         cfg: EncoderConfig,
         cpu: Option<usize>,
-        threads: u16,
+        tuning: Tuning,
         faults: SharedFaults,
     ) -> std::io::Result<Self> {
-        let threads = threads.clamp(1, super::openh264_api::MAX_THREADS);
+        let tuning = Tuning { threads: tuning.threads.clamp(1, super::openh264_api::MAX_THREADS), ..tuning };
+        let threads = tuning.threads;
         let shared = Arc::new(Shared {
             done: Mutex::new(VecDeque::new()),
             doorbell: Doorbell::new()?,
@@ -306,7 +324,7 @@ impl SoftwareEncoder {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("encoder-{eye}"))
-            .spawn(move || worker(rx, s, cfg, eye, cpu, threads, faults))?;
+            .spawn(move || worker(rx, s, cfg, eye, cpu, tuning, faults))?;
         Ok(SoftwareEncoder { tx: Some(tx), shared, thread: Some(thread), in_flight: 0, threads })
     }
 }
@@ -387,7 +405,7 @@ mod tests {
     fn encode_synthetic(threads: u16) {
         let (out, sensor, fps, bps) = (Size { w: 960, h: 1080 }, Size { w: 2304, h: 1296 }, 30u32, 3_000_000u32);
         let cfg = EncoderConfig { width: out.w, height: out.h, fps, bitrate_bps: bps, gop_frames: fps };
-        let mut enc = new_h264_encoder(&cfg, threads, 1.0).unwrap();
+        let mut enc = new_h264_encoder(&cfg, Tuning { threads, ..Tuning::default() }, 1.0).unwrap();
         let layout = I420Layout::new(out);
         let mut buf = FrameBuffer {
             index: 0,

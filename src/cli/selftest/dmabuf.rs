@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::frames::{Painter, Source, heap_path, pool};
 use super::{Args, Report};
 use crate::camera::{FrameBuffer, FrameLayout, FrameMeta, Rect, Size};
-use crate::encoder::software::SoftwareEncoder;
+use crate::encoder::software::{SoftwareEncoder, Tuning};
 use crate::encoder::{EncodeJob, Encoder, EncoderConfig};
 use crate::event_loop::{PollSet, Token};
 use crate::inject::Faults;
@@ -46,7 +46,8 @@ fn check_encoding(
     frames: u32,
 ) -> Result<(), String> {
     let cfg = EncoderConfig { width: SIZE.w, height: SIZE.h, fps: 30, bitrate_bps: 1_000_000, gop_frames: 30 };
-    let mut enc = SoftwareEncoder::start(0, cfg, None, 1, Arc::new(Faults::default())).map_err(|e| e.to_string())?;
+    let mut enc = SoftwareEncoder::start(0, cfg, None, Tuning::default(), Arc::new(Faults::default()))
+        .map_err(|e| e.to_string())?;
     let mut painter = Painter::new(SIZE);
     let (mut sent, mut ok, mut keys, mut waits) = (0, 0, 0, 0);
     let mut out = Vec::new();
