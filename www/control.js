@@ -75,7 +75,7 @@ class Control {
         if (m) this.state(m[1]);
       });
       this.clockSamples = [];
-      for (let i = 0; i < 5; i++) this.syncClock();
+      this.syncClock(5);
     };
     ws.onmessage = (ev) => {
       const line = String(ev.data);
@@ -140,8 +140,9 @@ class Control {
   // the quickest of the last CLOCK_SAMPLES. A reply that waited behind the page's own work
   // (decoding, drawing) reads the daemon's clock too early for its midpoint: that once put the
   // offset 8 ms off, and every capture→paint figure with it, until the next resync. A quick
-  // round trip bounds the error by half of it; sampling once a second finds one soon.
-  syncClock() {
+  // round trip bounds the error by half of it; sampling once a second finds one soon. `count`
+  // samples one after another: sent at once, their replies would wait behind the same work.
+  syncClock(count = 1) {
     const t0 = nowUs();
     this.send('clock', (reply) => {
       const t1 = nowUs();
@@ -152,6 +153,7 @@ class Control {
       const best = this.clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
       this.rttUs = best.rtt;
       this.offsetUs = best.offset;
+      if (count > 1) this.syncClock(count - 1);
     });
   }
 
