@@ -147,12 +147,13 @@ class Control {
     this.send('clock', (reply) => {
       const t1 = nowUs();
       const m = /clock=(\d+)/.exec(reply);
-      if (!m) return;
-      this.clockSamples.push({ rtt: t1 - t0, offset: Number(m[1]) - (t0 + t1) / 2 });
-      if (this.clockSamples.length > CLOCK_SAMPLES) this.clockSamples.shift();
-      const best = this.clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
-      this.rttUs = best.rtt;
-      this.offsetUs = best.offset;
+      if (m) {
+        this.clockSamples.push({ rtt: t1 - t0, offset: Number(m[1]) - (t0 + t1) / 2 });
+        if (this.clockSamples.length > CLOCK_SAMPLES) this.clockSamples.shift();
+        const best = this.clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+        this.rttUs = best.rtt;
+        this.offsetUs = best.offset;
+      }
       if (count > 1) this.syncClock(count - 1);
     });
   }

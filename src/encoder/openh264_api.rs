@@ -89,7 +89,7 @@ fn params(defaults: sys::SEncParamExt, s: &Settings) -> sys::SEncParamExt {
     p.iEntropyCodingModeFlag = 0;
     // Deblocking smooths block edges in the reconstructed pictures, the encoder's and the
     // decoder's; off (1) saves about a quarter of OpenH264's CPU per frame and a third of a
-    // software decoder's (README, Rate control). On, OpenH264 itself makes it 2 (not across
+    // software decoder's (README, Deblocking). On, OpenH264 itself makes it 2 (not across
     // slice edges) when threaded.
     p.iLoopFilterDisableIdc = if s.deblock { 0 } else { 1 };
     p.iMultipleThreadIdc = s.threads.clamp(1, MAX_THREADS);
