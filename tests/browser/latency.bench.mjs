@@ -229,33 +229,32 @@ if (ONLY_PATHS) {
   // median round's.
   const worst = (run, k) => Math.max(...run.eyes.map((e) => e[k]));
   const floors = [floorRun()];
-  const rounds = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    const pieyes = await pieyesRun();
+  // One pieyes run (with `args`) and the floor run after it, measured against the better of
+  // that floor run and the one before.
+  const round = async (args = []) => {
+    const pieyes = await pieyesRun(args);
     floors.push(floorRun());
     const [before, after] = floors.slice(-2);
     const floor = Object.fromEntries(Object.keys(before).filter((k) => k.endsWith('_ms'))
       .map((k) => [k, r(Math.min(before[k], after[k]))]));
-    rounds.push({
+    return {
       ...pieyes,
       floor: { ...floor, runs: [before, after] },
       ratio_p95: Math.round((worst(pieyes, 'capture_paint_p95_ms') / floor.capture_draw_p95_ms) * 100) / 100,
       ratio_p99: Math.round((worst(pieyes, 'capture_paint_p99_ms') / floor.capture_draw_p99_ms) * 100) / 100,
-    });
-  }
+    };
+  };
+  const rounds = [];
+  for (let i = 0; i < ROUNDS; i++) rounds.push(await round());
   const median = [...rounds].sort((x, y) => x.ratio_p95 - y.ratio_p95)[Math.floor(rounds.length / 2)];
-  // One more round with `--deblock off` (then a last floor run): what the loop filter costs
-  // end to end, in the encoder and in the page's decoder.
-  const plain = await pieyesRun(['--deblock', 'off']);
-  floors.push(floorRun());
-  const [fb, fa] = floors.slice(-2);
-  const better = (k) => Math.min(fb[k], fa[k]);
+  // One more round with `--deblock off`: what the loop filter costs end to end, in the encoder
+  // and in the page's decoder.
+  const plain = await round(['--deblock', 'off']);
   const deblockOff = {
     capture_paint_p50_ms: worst(plain, 'capture_paint_p50_ms'), capture_paint_p95_ms: worst(plain, 'capture_paint_p95_ms'),
     capture_paint_p99_ms: worst(plain, 'capture_paint_p99_ms'),
     capture_to_message_p50_ms: plain.eyes[0].capture_to_message_p50_ms, message_to_output_p50_ms: plain.eyes[0].message_to_output_p50_ms,
-    ratio_p95: Math.round((worst(plain, 'capture_paint_p95_ms') / better('capture_draw_p95_ms')) * 100) / 100,
-    ratio_p99: Math.round((worst(plain, 'capture_paint_p99_ms') / better('capture_draw_p99_ms')) * 100) / 100,
+    ratio_p95: plain.ratio_p95, ratio_p99: plain.ratio_p99,
   };
   result = {
     ...median,
