@@ -298,6 +298,7 @@ class Eye {
       fps: this.fps, bps: this.bps, codec: this.mse ? this.mse.codec : this.codec,
       latencyP50: percentile(s, 50), latencyP95: percentile(s, 95),
       lastSeq: this.lastHeader ? this.lastHeader.seq : null,
+      paintedSeq: this.lastPaint ? this.lastPaint.seq : null, // the camera sequence on screen
       // The daemon's side of this eye, from the last status: frames it dropped and why.
       server: this.server ? { drops: this.server.drops, encoderDrops: this.server.encoder_drops, encodeMs: this.server.encode_ms } : null,
     };

@@ -57,10 +57,16 @@ await runTest(['--size', '480x540', '--sensor', '1152x648', '--synthetic-misalig
     return s.eyes[1].crop[1] - s.eyes[0].crop[1] === dy && s;
   });
   check(st.state.eyes[1].offset[1] === dy, `the daemon holds eye 1's offset ${st.state.eyes[1].offset}`);
-  await sleep(500); // frames through the encoder and the decoder
+  // Both eyes on screen from frames captured with the offset (status' sequence is the newest
+  // captured frame, whose crop it reports), then a fresh anaglyph of them.
+  const since = st.eyes.map((e) => e.sequence);
+  await page.waitForFunction((s) => window.pieyes.snapshot().every((e, i) => e.paintedSeq !== null && e.paintedSeq >= s[i]),
+    since, { timeout: 15000 });
   const after = await misfit();
   await page.screenshot({ path: join(artifacts, 'calibrate-after.png') });
-  check(after < before * 0.8, `the anaglyph's mean difference between the eyes dropped: ${before.toFixed(1)} → ${after.toFixed(1)}`);
+  // The synthetic eyes also differ by their stereo parallax, so aligned is not zero: about
+  // 69 → 55 here, steady to ±0.3 from run to run.
+  check(after < before * 0.9, `the anaglyph's mean difference between the eyes dropped: ${before.toFixed(1)} → ${after.toFixed(1)}`);
   const again = await ctl('calibrate');
   check(/ dy=-?[01](\.\d+)? /.test(again), `calibrate again: aligned (${again})`);
   check(errors.length === 0, 'no page errors ' + errors.join('; '));
