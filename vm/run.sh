@@ -78,9 +78,9 @@ tries=${PIEYES_VM_BOOT_TRIES:-2}
 for try in $(seq 1 "$tries"); do
   boot
   if [ "$qrc" != 124 ] && [ "$qrc" != 137 ] && ! grep -aq 'pieyes-init: running /payload/test.sh' "$CONSOLE" \
-     && grep -aqE 'Kernel panic|Oops' "$CONSOLE" && [ "$try" -lt "$tries" ]; then
+     && crash=$(kernel_crash_line "$CONSOLE") && [ "$try" -lt "$tries" ]; then
     cp "$CONSOLE" "$RUN/console.boot$try.log"
-    log "the guest kernel crashed while booting (try $try of $tries; $RUN/console.boot$try.log): $(grep -aE -m1 'Oops|Kernel panic' "$CONSOLE" | tr -s ' ' | cut -c1-120)"
+    log "the guest kernel crashed while booting (try $try of $tries; $RUN/console.boot$try.log): $crash"
     continue
   fi
   break

@@ -79,6 +79,18 @@ impl Log {
 /// listens; a daemon that does not within `start_timeout` is killed, and the caller fails with
 /// its log.
 pub fn follow_log(child: &mut Child, start_timeout: Duration) -> (SocketAddr, Arc<Log>) {
+    try_follow_log(child, start_timeout).unwrap_or_else(|e| panic!("{}", e.message))
+}
+
+/// A daemon that did not say where it listens in time (it has been killed).
+pub struct NotStarted {
+    /// Whether it printed nothing at all: it never got as far as its first log line.
+    pub silent: bool,
+    pub message: String,
+}
+
+/// `follow_log` that returns the failure instead of panicking on it.
+pub fn try_follow_log(child: &mut Child, start_timeout: Duration) -> Result<(SocketAddr, Arc<Log>), NotStarted> {
     let stderr = child.stderr.take().expect("stderr piped");
     let log = Arc::new(Log::default());
     let log2 = log.clone();
@@ -89,10 +101,24 @@ pub fn follow_log(child: &mut Child, start_timeout: Duration) -> (SocketAddr, Ar
     });
     let needle = "listening on http://";
     if !log.wait_for(needle, start_timeout) {
+        // Where the process was, before it is killed: its command line (still the test's own
+        // if it never reached exec) and its state.
+        let proc = |f: &str| std::fs::read(format!("/proc/{}/{f}", child.id())).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&proc("cmdline")).replace('\0', " ");
+        let stat = String::from_utf8_lossy(&proc("stat")).split(' ').nth(2).unwrap_or("?").to_string();
         let _ = child.kill();
-        panic!("daemon did not start within {start_timeout:?}; log:\n{}", log.text());
+        let _ = child.wait();
+        let text = log.text();
+        return Err(NotStarted {
+            silent: text.trim().is_empty(),
+            message: format!(
+                "daemon did not start within {start_timeout:?} (process {}, state {stat}: {}); log:\n{text}",
+                child.id(),
+                cmdline.trim()
+            ),
+        });
     }
     let text = log.text();
     let addr = text.split(needle).nth(1).and_then(|r| r.split('/').next()).expect("an address");
-    (addr.parse().expect("ADDR:PORT"), log)
+    Ok((addr.parse().expect("ADDR:PORT"), log))
 }

@@ -120,9 +120,9 @@ for try in 1 2; do
     sleep 1
   done
   [ -n "$f" ] && [ "$f" -gt 0 ] && break
-  if [ "$try" = 1 ] && ! kill -0 "$qemu_pid" 2>/dev/null && grep -aqE 'Kernel panic|Oops' "$console"; then
+  if [ "$try" = 1 ] && ! kill -0 "$qemu_pid" 2>/dev/null && crash=$(kernel_crash_line "$console"); then
     cp "$console" "$run/console.boot1.log"
-    log "the guest kernel crashed before eye 0 delivered (try 1 of 2; $run/console.boot1.log): $(grep -aE -m1 'Oops|Kernel panic' "$console" | cut -c1-120)"
+    log "the guest kernel crashed before eye 0 delivered (try 1 of 2; $run/console.boot1.log): $crash"
     wait "$qemu_pid" 2>/dev/null || true
     qemu_pid=
     continue

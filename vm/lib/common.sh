@@ -39,6 +39,8 @@ key_of() {
 
 # Seconds since epoch with decimals, and a pretty duration.
 now() { date +%s.%N; }
+# The first line of a guest console ($1) that shows its kernel crashed, if any (exit 1 if none).
+kernel_crash_line() { grep -aE -m1 'Kernel panic|Oops' "$1" | tr -s ' ' | cut -c1-120; [ "${PIPESTATUS[0]}" = 0 ]; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1fs", b-a}'; }
 
 # in_chroot ROOT [BIND_SRC:BIND_DST[:ro]]... -- CMD...
