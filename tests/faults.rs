@@ -255,6 +255,37 @@ fn the_daemon_keeps_serving_when_its_log_cannot_be_written() {
     keeps_serving_while_its_log_fails(child, &control);
 }
 
+/// A Unix client that sends `save` and is gone before the reply (a `pieyes ctl save` killed, a
+/// script that does not wait): its hung-up socket is reported by every poll() while the save
+/// runs. The loop must not spin on it: its thread's CPU over the 2.5 s save stays a small share
+/// of the wall time (a spinning loop takes a whole core), and the daemon still answers after.
+#[test]
+fn a_client_gone_while_its_save_runs_costs_the_loop_nothing() {
+    let d = Daemon::start(&small(&["--inject", "state-slow@0+2.5"]));
+    // The poll loop is the main thread: its task id is the process id.
+    let pid = d.child.id();
+    let loop_cpu_ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).expect("the loop thread's stat");
+        // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let (cpu0, t0) = (loop_cpu_ticks(), Instant::now());
+    {
+        let mut gone = std::os::unix::net::UnixStream::connect(&d.control).unwrap();
+        std::io::Write::write_all(&mut gone, b"save\n").unwrap();
+    } // closed: the reply has nowhere to go
+    assert!(d.wait_log("saved state to", Duration::from_secs(15)), "the save finishes: {}", d.log());
+    let (cpu, wall) = (loop_cpu_ticks() - cpu0, t0.elapsed());
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let share = cpu as f64 / hz / wall.as_secs_f64();
+    assert!(wall > Duration::from_secs(2), "the card was slow: {wall:?}");
+    assert!(share < 0.5, "the poll loop used {:.0} % of a core while the save ran ({wall:?})", share * 100.0);
+    assert!(d.ctl("clock").starts_with("ok clock="), "still answering");
+}
+
 /// `save` on a card that takes 2 s (`state-slow`): the write happens off the loop, so both
 /// eyes keep streaming and other commands are answered meanwhile; the reply and the `saved`
 /// event come when the file is written.

@@ -129,3 +129,65 @@ fn bad_tls_is_refused_while_a_viewer_keeps_streaming() {
     // The viewer kept playing through all of it, and still does.
     assert!(wait_until(Duration::from_secs(5), || units.load(Ordering::SeqCst) > before + 10), "the viewer stalled");
 }
+
+/// A TLS connection that ends (`Connection: close`) sends all of its last response and then a
+/// close_notify, even when its socket was full as the response was finished: a client that
+/// reads late gets every byte and a clean end (rustls reports a close without close_notify as
+/// an unexpected EOF).
+#[test]
+fn an_https_response_that_ends_the_connection_arrives_whole_with_close_notify() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = TempDir::new("tls-close");
+    let state = dir.0.join("state.conf");
+    let d = Daemon::start_with_state(SMALL, TempDir::new("tls"), &state);
+    let pem = std::fs::read(dir.0.join("tls-cert.pem")).expect("certificate beside the state");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let tcp = TcpStream::connect(d.addr).unwrap();
+    // A small receive window, read late: the daemon's socket fills while it answers.
+    nix::sys::socket::setsockopt(&tcp, nix::sys::socket::sockopt::RcvBuf, &4096).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let get = |close: bool| {
+        format!(
+            "GET /controls.js HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        )
+    };
+    tls.write_all(format!("{}{}{}", get(false), get(false), get(true)).as_bytes()).unwrap();
+    tls.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // not a wait for anything: the late reader
+    let mut got = Vec::new();
+    let end = tls.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(end.is_ok(), "a clean end with close_notify: {end:?} after {} bytes", got.len());
+    // Three whole responses: each body as long as its Content-Length says.
+    let mut rest = &got[..];
+    for i in 0..3 {
+        let head_end =
+            rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("response {i}: {text:.300}"));
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "response {i}: {head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: ").or_else(|| l.strip_prefix("content-length: ")))
+            .expect("Content-Length")
+            .trim()
+            .parse()
+            .unwrap();
+        rest = &rest[head_end + 4..];
+        assert!(rest.len() >= len, "response {i}: body {} of {len} bytes", rest.len());
+        rest = &rest[len..];
+    }
+    assert!(rest.is_empty(), "nothing after the third response");
+}

@@ -138,11 +138,27 @@ pub enum Loaded {
     Unusable(String),
 }
 
+/// The largest state file read: a few hundred bytes is usual.
+const MAX_STATE_FILE: u64 = 64 * 1024;
+
 pub fn load(path: &Path, base: SavedState) -> Loaded {
-    match std::fs::read(path) {
+    // Only a regular file is read, and no more of it than the limit: a FIFO would block the
+    // start-up for ever, and /dev/zero would fill the memory.
+    let read = || -> std::io::Result<Vec<u8>> {
+        if !std::fs::metadata(path)?.is_file() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(path)?, MAX_STATE_FILE + 1),
+            &mut bytes,
+        )?;
+        Ok(bytes)
+    };
+    match read() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded::Missing,
         Err(e) => Loaded::Unusable(format!("cannot read: {e}")),
-        Ok(bytes) if bytes.len() > 64 * 1024 => Loaded::Unusable("larger than 64 KiB".into()),
+        Ok(bytes) if bytes.len() as u64 > MAX_STATE_FILE => Loaded::Unusable("larger than 64 KiB".into()),
         Ok(bytes) => match String::from_utf8(bytes) {
             Err(_) => Loaded::Unusable("not UTF-8 text".into()),
             Ok(text) => match parse(&text, base) {
@@ -172,18 +188,28 @@ pub fn save_atomic_mode(path: &Path, contents: &str, mode: u32) -> std::io::Resu
     std::fs::create_dir_all(&dir)?;
     let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(mode)
-        .open(&tmp)
-    {
+    let create = || {
+        std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(mode).open(&tmp)
+    };
+    let mut f = match create() {
         Ok(f) => f,
+        // A plain file at our name is a crash's leftover: saves are one at a time and the name
+        // carries this process' id, so it belongs to a dead process that had the same id (a
+        // Pi boots its services in the same order, often to the same ids). Without this every
+        // save would fail until someone removed it. Anything else there (a symlink, a
+        // directory) is not ours to remove: the save fails and it is left for the user to see.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists
+                && std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_file()) =>
+        {
+            std::fs::remove_file(&tmp)?;
+            crate::warn!("removed {}, a temp file left by a crash", tmp.display());
+            create()?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(std::io::Error::new(
                 e.kind(),
-                format!("{} already exists (left by a crash, or planted); remove it to save", tmp.display()),
+                format!("{} already exists and is not a plain file; remove it to save", tmp.display()),
             ));
         }
         Err(e) => return Err(e),
@@ -296,6 +322,9 @@ mod tests {
         assert!(matches!(load(&path, base), Loaded::Unusable(m) if m.contains("fps")));
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         assert!(matches!(load(&path, base), Loaded::Unusable(_)));
+        // Not a regular file: refused at once, never read (a FIFO would block, /dev/zero fill).
+        assert!(matches!(load(Path::new("/dev/zero"), base), Loaded::Unusable(m) if m.contains("regular")));
+        assert!(matches!(load(path.parent().unwrap(), base), Loaded::Unusable(m) if m.contains("regular")));
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
         let _ = std::fs::remove_dir_all(&dir);
@@ -312,6 +341,22 @@ mod tests {
         std::fs::create_dir_all(&tmp).unwrap();
         assert!(save_atomic(&path, "new").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_temp_file_left_by_a_crash_does_not_stop_saves() {
+        let dir = std::env::temp_dir().join(format!("pieyes-state-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.conf");
+        std::fs::write(&path, "old").unwrap();
+        // What a power cut between create and rename leaves, found by a process with the same id.
+        let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, "half a sa").unwrap();
+        save_atomic(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert!(!tmp.exists(), "the leftover is gone");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

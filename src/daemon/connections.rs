@@ -204,7 +204,10 @@ impl Daemon {
                     }
                 }
             } else if r.hangup {
-                if c.session.link().is_closing() {
+                // Hung up and already at EOF: nothing more can come or go, and poll() reports
+                // the hangup on every turn, so keeping the connection (say, for the reply to a
+                // `save` still under way) would spin the loop until then.
+                if c.session.link().is_closing() || c.session.link().at_eof() {
                     return self.drop_conn(id, "hung up");
                 }
                 c.session.handle_eof();
@@ -479,7 +482,14 @@ impl Daemon {
             }
         }
         if c.session.link().is_finished() {
-            self.drop_conn(id, "closed");
+            // All of it handed over; over TLS some may still sit in rustls as ciphertext, and
+            // the peer is owed a close_notify: both go out before the socket closes (a full
+            // socket waits for its writable event, the closing deadline as the backstop).
+            c.transport.close();
+            match c.transport.flush(&mut c.socket) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => self.drop_conn(id, "closed"),
+            }
         }
         written
     }

@@ -62,9 +62,19 @@ fn even(v: f64) -> i64 {
     (v / 2.0).round() as i64 * 2
 }
 
+/// The largest rectangle of even corners and sizes inside `r`. Every crop is even-aligned, so a
+/// camera reporting an odd active area (x, y or a size) would otherwise have its full-axis crop
+/// reach a pixel past it, or leave `crop` an empty range to clamp into.
+fn even_inside(r: Rect) -> Rect {
+    let (x, y) = ((r.x + 1) & !1, (r.y + 1) & !1);
+    let w = r.w.saturating_sub(x - r.x) & !1;
+    let h = r.h.saturating_sub(y - r.y) & !1;
+    Rect::new(x, y, w.max(2), h.max(2))
+}
+
 impl Geometry {
     pub fn new(sensor: Rect, output: Size, max_zoom: f64, min_crop: Size) -> Geometry {
-        Geometry { sensor, output, max_zoom: max_zoom.max(1.0), min_crop }
+        Geometry { sensor: even_inside(sensor), output, max_zoom: max_zoom.max(1.0), min_crop }
     }
 
     /// The crop at zoom 1.
@@ -190,6 +200,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_odd_active_area_gives_even_crops_inside_it() {
+        // A camera could report its area at odd coordinates or sizes (a Pi's sensors do not).
+        let area = Rect::new(1, 3, 2305, 1297);
+        let g = Geometry::new(area, Size { w: 960, h: 1080 }, 8.0, Size { w: 64, h: 64 });
+        for zi in 0..=20 {
+            let z = 1.0 + zi as f64 * 0.35;
+            for (x, y) in [(-1.0, -1.0), (0.0, 0.0), (1.0, 1.0)] {
+                for off in [(0, 0), (-9999, 9999)] {
+                    let r = g.crop(1, pose(x, y, z), off, Flip::None);
+                    assert!(inside(r, area), "{r:?} outside {area:?}");
+                    assert!(r.x % 2 == 0 && r.y % 2 == 0 && r.w % 2 == 0 && r.h % 2 == 0, "{r:?}");
+                }
+            }
+        }
+        assert!(inside(g.full(), area), "{:?}", g.full());
     }
 
     #[test]

@@ -65,6 +65,11 @@ impl Link {
         self.closing_until.is_some()
     }
 
+    /// The peer closed its side (or the socket failed).
+    pub fn at_eof(&self) -> bool {
+        self.eof
+    }
+
     /// Stop taking input; drop once the outbox drains or `grace_us` passes.
     pub fn close_after_flush(&mut self, now_us: u64, grace_us: u64) {
         if self.closing_until.is_none() {
