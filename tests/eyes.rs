@@ -299,7 +299,7 @@ fn save_then_restart_restores_calibration_and_view() {
 }
 
 #[test]
-fn a_corrupt_state_file_means_defaults_and_is_left_untouched() {
+fn a_corrupt_state_file_means_defaults_and_a_copy_kept_aside() {
     let dir = TempDir::new("corrupt");
     let state = dir.0.join("state.conf");
     let garbage = b"version = 1\neye0.zoom = lots\n\xff\x00".to_vec();
@@ -307,7 +307,8 @@ fn a_corrupt_state_file_means_defaults_and_is_left_untouched() {
     let d = Daemon::start_with_state(ARGS, TempDir::new("d"), &state);
     let st = d.status();
     assert!(st["state"]["eyes"].as_array().unwrap().iter().all(|e| e["zoom"] == 1.0), "defaults: {st}");
-    assert!(d.log().contains("is unusable") && d.log().contains("left as it is"), "{}", d.log());
+    assert!(d.log().contains("is unusable") && d.log().contains("a copy is kept as"), "{}", d.log());
+    assert_eq!(std::fs::read(dir.0.join("state.conf.bad")).unwrap(), garbage, "what the user had is kept aside");
     assert!(d.ctl("look both 0.1 0").starts_with("ok"));
     let units = Recorder::start(d.addr, 0).stop();
     assert!(!units.is_empty(), "still streaming");

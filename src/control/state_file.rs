@@ -180,6 +180,10 @@ pub fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
 /// `save_atomic` with the file's permission bits (0600 for a private key: never readable by
 /// others, not even for a moment).
 pub fn save_atomic_mode(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
+    save_atomic_bytes(path, contents.as_bytes(), mode)
+}
+
+fn save_atomic_bytes(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -215,7 +219,7 @@ pub fn save_atomic_mode(path: &Path, contents: &str, mode: u32) -> std::io::Resu
         Err(e) => return Err(e),
     };
     let result = (|| {
-        f.write_all(contents.as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         std::fs::File::open(&dir)?.sync_all()
@@ -224,6 +228,20 @@ pub fn save_atomic_mode(path: &Path, contents: &str, mode: u32) -> std::io::Resu
         let _ = std::fs::remove_file(&tmp); // ours: created new just above
     }
     result
+}
+
+/// A copy of an unusable state file beside it (`state.conf.bad`), so what the user had in it (a
+/// hand edit with one typo still holds their calibration) outlives the next save.
+fn keep_a_copy(path: &Path) -> std::io::Result<PathBuf> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() || meta.len() > MAX_STATE_FILE * 16 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file of a sensible size"));
+    }
+    let mut name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_os_string();
+    name.push(".bad");
+    let copy = path.with_file_name(name);
+    save_atomic_bytes(&copy, &std::fs::read(path)?, 0o600)?;
+    Ok(copy)
 }
 
 /// Where the state lives unless `--state` says otherwise: systemd's StateDirectory, else the
@@ -255,10 +273,17 @@ pub fn load_with_flags(cfg: &crate::config::Config) -> SavedState {
             s
         }
         Loaded::Unusable(why) => {
-            crate::error!(
-                "state file {} is unusable ({why}): starting with defaults; the file is left as it is until the next save",
-                cfg.state.display()
-            );
+            match keep_a_copy(&cfg.state) {
+                Ok(copy) => crate::error!(
+                    "state file {} is unusable ({why}): starting with defaults; a copy is kept as {} (the next save replaces the file)",
+                    cfg.state.display(),
+                    copy.display()
+                ),
+                Err(e) => crate::error!(
+                    "state file {} is unusable ({why}): starting with defaults; the file is left as it is until the next save (no copy kept: {e})",
+                    cfg.state.display()
+                ),
+            }
             base
         }
     };
@@ -341,6 +366,20 @@ mod tests {
         std::fs::create_dir_all(&tmp).unwrap();
         assert!(save_atomic(&path, "new").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unusable_file_is_copied_aside() {
+        let dir = std::env::temp_dir().join(format!("pieyes-state-bad-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.conf");
+        std::fs::write(&path, b"version = 1\neye1.offset = 0,24\nfps = many\n\xff").unwrap();
+        let copy = keep_a_copy(&path).unwrap();
+        assert_eq!(copy, dir.join("state.conf.bad"));
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&path).unwrap(), "the same bytes");
+        assert!(keep_a_copy(&dir).is_err(), "only a regular file");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -183,11 +183,22 @@ impl Session {
             Session::ControlWs(s) => s.poll(now_us),
             Session::ControlLine(s) => s.poll(now_us),
         };
-        if ask.is_none() && self.link().eof && !self.awaiting_reply() {
+        if ask.is_none() && self.link().eof && !self.awaiting_reply() && !self.backlogged() {
             // Everything the peer sent is handled and answered: close once it is flushed.
             self.link_mut().close_after_flush(now_us, crate::limits::CLOSE_GRACE_US);
         }
         ask
+    }
+
+    /// Holding its input back until the peer reads the replies already queued (the backlog
+    /// limit): requests may still wait behind them, so EOF does not mean all is answered yet.
+    fn backlogged(&self) -> bool {
+        let pending = self.link().outbox.pending_bytes();
+        match self {
+            Session::Http(_) => pending >= crate::limits::MAX_HTTP_BACKLOG,
+            Session::ControlWs(_) | Session::ControlLine(_) => pending >= crate::limits::MAX_REPLY_BACKLOG,
+            Session::Viewer(_) => false,
+        }
     }
 
     fn awaiting_reply(&self) -> bool {
@@ -287,6 +298,29 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelined_requests_then_eof_are_all_answered_through_back_pressure() {
+        let mut s = Session::Http(http::HttpSession::new("peer".into(), 0, crate::limits::Timeouts::default()));
+        for _ in 0..20 {
+            s.handle_input(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n", 0);
+        }
+        s.handle_eof();
+        let (mut answered, mut turns) = (0, 0);
+        while !s.link().is_finished() {
+            turns += 1;
+            assert!(turns < 1000, "stuck after {answered} responses");
+            while let Some(Ask::Route(_)) = s.poll(0) {
+                let Session::Http(h) = &mut s else { unreachable!() };
+                h.respond(vec![b'x'; 21_000], true, 0);
+                answered += 1;
+            }
+            // The peer reads a little at a time.
+            let n = s.link().outbox.pending_bytes().min(50_000);
+            s.link_mut().outbox.advance(n, |_| {});
+        }
+        assert_eq!(answered, 20, "every request answered before the close");
+    }
 
     #[test]
     fn a_closing_link_queues_nothing_new_and_finishes_when_flushed() {

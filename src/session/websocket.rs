@@ -55,7 +55,10 @@ impl WsEndpoint {
             let frames = self.ws.frames_received();
             let new = (frames - self.frames_seen) as u32;
             self.frames_seen = frames;
-            if new > 0 && !self.frame_budget.allow(new, now_us) {
+            // Over the budget: close with 1008. Unless the frame over it was the peer's own
+            // Close: the reply to it is queued already, and that handshake ends things anyway.
+            let peer_closed = matches!(ev, Ok(Some(Event::Closed { .. })));
+            if new > 0 && !self.frame_budget.allow(new, now_us) && !peer_closed {
                 crate::info!("client {}: more than {MAX_WS_FRAMES_PER_S} WebSocket frames/s; closing", self.link.peer);
                 while self.ws.take_outgoing().is_some() {} // no pong for the frame over the limit
                 self.close(close::POLICY_VIOLATION, "too many frames", now_us, CLOSE_GRACE_US);
@@ -172,6 +175,26 @@ mod tests {
             Opcode::Close,
             &frame::close_payload(close::POLICY_VIOLATION, "too many frames")
         )));
+    }
+
+    #[test]
+    fn a_close_that_goes_over_the_frame_budget_is_still_answered() {
+        let mut e = endpoint();
+        drain(&mut e.link);
+        let mut input = Vec::new();
+        for _ in 0..2 * MAX_WS_FRAMES_PER_S {
+            input.extend(encode_masked(true, Opcode::Ping, b"", M)); // the whole burst allowance
+        }
+        input.extend(encode_masked(true, Opcode::Close, &frame::close_payload(1000, ""), M));
+        e.handle_input(&input);
+        assert!(e.next_message(0).is_none());
+        assert!(e.link.is_closing());
+        let out = drain(&mut e.link);
+        assert!(
+            out.ends_with(&frame::encode(Opcode::Close, &1000u16.to_be_bytes())),
+            "the peer's close is answered, not dropped for the budget: {:?}",
+            &out[out.len().saturating_sub(8)..]
+        );
     }
 
     #[test]
