@@ -619,7 +619,15 @@ impl Controller {
                 }
                 Reply::Saved { path }
             }
-            Err(e) => Reply::Err(CmdError::new("save-failed", format!("{path}: {e}"))),
+            // A calibration is in force already (set, announced, capturing with it); only its
+            // saving failed, and the reply says so rather than read as "nothing applied".
+            Err(e) => match calibration {
+                Some((_, AppliedCalibration { offset: (x, y), .. })) => Reply::Err(CmdError::new(
+                    "save-failed",
+                    format!("eye 1 offset {x},{y} applied but not saved: {path}: {e}"),
+                )),
+                None => Reply::Err(CmdError::new("save-failed", format!("{path}: {e}"))),
+            },
         }
     }
 

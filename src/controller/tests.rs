@@ -278,6 +278,21 @@ fn save_is_a_job_whose_reply_follows_the_write() {
 }
 
 #[test]
+fn a_calibration_whose_save_fails_says_it_is_applied_but_not_saved() {
+    let (mut c, p) = (controller(), FakePlant::new());
+    let m = crate::calibrate::grab::Measurement {
+        dy: 24.0,
+        rotation_deg: 0.0,
+        confidence: 0.9,
+        crops: [Rect::new(384, 108, 384, 432); 2],
+    };
+    assert!(matches!(c.calibration_finished(1, &Ok(m)), Reply::Calibration(_)));
+    let Outcome::Pending(ticket) = c.execute(Command::Calibrate { apply: true }, None, 0, &p) else { panic!() };
+    let r = c.save_finished(ticket, Err("No space left on device".into()));
+    assert!(r.to_string().starts_with("err save-failed eye 1 offset 0,24 applied but not saved: "), "{r}");
+}
+
+#[test]
 fn auth_checks_the_token() {
     let p = FakePlant::new();
     let mut c = Controller::new(setup(true, Some("s3cret-token")), &SavedState::defaults(30, 3_000_000));

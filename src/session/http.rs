@@ -16,8 +16,11 @@ pub struct HttpSession {
     input: Vec<u8>,
     /// A request went to the daemon and is not answered yet: parse no further.
     awaiting: bool,
-    /// When the current request began: connect, or the end of the previous one.
+    /// When the current request began: connect, or the previous response's last byte leaving.
     request_since_us: u64,
+    /// When bytes last left, while a response is on its way: a slow reader that keeps reading
+    /// keeps the connection; one that stops is dropped an idle timeout later.
+    progress_us: u64,
     responses: u64,
     timeouts: Timeouts,
 }
@@ -29,6 +32,7 @@ impl HttpSession {
             input: Vec::new(),
             awaiting: false,
             request_since_us: now_us,
+            progress_us: now_us,
             responses: 0,
             timeouts,
         }
@@ -80,6 +84,7 @@ impl HttpSession {
     pub fn respond(&mut self, bytes: Vec<u8>, keep_alive: bool, now_us: u64) {
         self.awaiting = false;
         self.request_since_us = now_us;
+        self.progress_us = now_us;
         self.link.send(bytes);
         if !keep_alive {
             self.link.close_after_flush(now_us, CLOSE_GRACE_US);
@@ -105,9 +110,22 @@ impl HttpSession {
         !self.input.is_empty() || self.responses == 0
     }
 
+    /// `n` bytes of the outbox left. Once all of it has, the clocks for the next request (its
+    /// head, or idleness) start.
+    pub fn sent(&mut self, n: usize, now_us: u64) {
+        self.link.outbox.advance(n, |_| {});
+        self.progress_us = now_us;
+        if self.link.outbox.is_empty() {
+            self.request_since_us = now_us;
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.awaiting {
             return None;
+        }
+        if !self.link.outbox.is_empty() {
+            return Some(self.progress_us + self.timeouts.idle_us); // a response on its way
         }
         let limit = if self.waiting_for_head() { self.timeouts.header_us } else { self.timeouts.idle_us };
         Some(self.request_since_us + limit)
@@ -118,7 +136,10 @@ impl HttpSession {
         if !due {
             return None;
         }
-        if self.waiting_for_head() {
+        if !self.link.outbox.is_empty() {
+            crate::debug!("client {}: stopped reading its response", self.link.peer);
+            Some("idle")
+        } else if self.waiting_for_head() {
             crate::debug!("client {}: request head not complete in time", self.link.peer);
             self.refuse(408, "request head took too long", &[], now_us);
             None
@@ -170,6 +191,29 @@ mod tests {
         s.link.outbox.advance(MAX_HTTP_BACKLOG, |_| {});
         assert!(s.wants_input());
         assert!(matches!(s.poll(0), Some(Ask::Route(_))));
+    }
+
+    #[test]
+    fn a_slow_reader_keeps_its_response_and_the_next_request_waits_for_it() {
+        let mut s = session(); // head 1 ms, idle 5 ms
+        s.handle_input(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\n");
+        assert!(matches!(s.poll(0), Some(Ask::Route(_))));
+        s.respond(vec![0; 30_000], true, 0);
+        // Read 10 kB every 4 ms: never 5 ms without progress, though 12 ms in all.
+        for t in [4_000, 8_000, 12_000] {
+            assert_eq!(s.handle_timeout(t), None, "reading at {t}");
+            s.sent(10_000, t);
+        }
+        assert!(s.link.outbox.is_empty() && !s.link.is_closing(), "the whole response left, nothing refused");
+        assert_eq!(s.poll_timeout(), Some(12_000 + 1_000), "the next head's clock starts as the response ends");
+        // A reader that stops is dropped an idle timeout after it last read.
+        let mut s = session();
+        s.handle_input(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(s.poll(0).is_some());
+        s.respond(vec![0; 30_000], true, 0);
+        s.sent(10_000, 2_000);
+        assert_eq!(s.handle_timeout(7_000), None);
+        assert_eq!(s.handle_timeout(7_001), Some("idle"));
     }
 
     #[test]

@@ -290,6 +290,7 @@ impl Session {
     pub fn sent(&mut self, n: usize, now_us: u64, packet_sent: impl FnMut(&Packet)) {
         match self {
             Session::Viewer(s) => s.sent(n, now_us, packet_sent),
+            Session::Http(s) => s.sent(n, now_us),
             _ => self.link_mut().outbox.advance(n, packet_sent),
         }
     }
