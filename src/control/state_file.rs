@@ -189,7 +189,16 @@ fn save_atomic_bytes(path: &Path, contents: &[u8], mode: u32) -> std::io::Result
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Directories made here are entries in their parents: those are synced too, or the first
+    // save into a new state directory could vanish with it on a power cut.
+    let missing: Vec<PathBuf> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(Path::to_path_buf).collect();
     std::fs::create_dir_all(&dir)?;
+    for made in &missing {
+        if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
     let name = path.file_name().ok_or(std::io::ErrorKind::InvalidInput)?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let create = || {
@@ -390,6 +399,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.conf");
         std::fs::write(&path, "old").unwrap();
+        // Into a directory that does not exist yet: made (and its parents synced) on the way.
+        let nested = dir.join("new/deeper/state.conf");
+        save_atomic(&nested, "first").unwrap();
+        assert_eq!(std::fs::read_to_string(&nested).unwrap(), "first");
         // What a power cut between create and rename leaves, found by a process with the same id.
         let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
         std::fs::write(&tmp, "half a sa").unwrap();
