@@ -309,6 +309,19 @@ pub fn load_with_flags(cfg: &crate::config::Config) -> SavedState {
 mod tests {
     use super::*;
 
+    /// An empty directory of its own for one test.
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pieyes-state-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The temp file this process saves `dir/state.conf` through.
+    fn our_temp(dir: &Path) -> PathBuf {
+        dir.join(format!(".state.conf.tmp-{}", std::process::id()))
+    }
+
     fn sample() -> SavedState {
         let mut s = SavedState::defaults(25, 2_500_000);
         s.vergence = 0.05;
@@ -366,12 +379,11 @@ mod tests {
 
     #[test]
     fn a_failed_save_leaves_the_old_file() {
-        let dir = std::env::temp_dir().join(format!("pieyes-state-ro-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("ro");
         let path = dir.join("state.conf");
         std::fs::write(&path, "old").unwrap();
         // A directory where the temp file would go makes the write fail.
-        let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
+        let tmp = our_temp(&dir);
         std::fs::create_dir_all(&tmp).unwrap();
         assert!(save_atomic(&path, "new").is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
@@ -380,9 +392,7 @@ mod tests {
 
     #[test]
     fn an_unusable_file_is_copied_aside() {
-        let dir = std::env::temp_dir().join(format!("pieyes-state-bad-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("bad");
         let path = dir.join("state.conf");
         std::fs::write(&path, b"version = 1\neye1.offset = 0,24\nfps = many\n\xff").unwrap();
         let copy = keep_a_copy(&path).unwrap();
@@ -394,9 +404,7 @@ mod tests {
 
     #[test]
     fn a_temp_file_left_by_a_crash_does_not_stop_saves() {
-        let dir = std::env::temp_dir().join(format!("pieyes-state-stale-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("stale");
         let path = dir.join("state.conf");
         std::fs::write(&path, "old").unwrap();
         // Into a directory that does not exist yet: made (and its parents synced) on the way.
@@ -404,7 +412,7 @@ mod tests {
         save_atomic(&nested, "first").unwrap();
         assert_eq!(std::fs::read_to_string(&nested).unwrap(), "first");
         // What a power cut between create and rename leaves, found by a process with the same id.
-        let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
+        let tmp = our_temp(&dir);
         std::fs::write(&tmp, "half a sa").unwrap();
         save_atomic(&path, "new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
@@ -414,14 +422,12 @@ mod tests {
 
     #[test]
     fn a_symlink_planted_at_the_temp_name_is_refused() {
-        let dir = std::env::temp_dir().join(format!("pieyes-state-link-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("link");
         let path = dir.join("state.conf");
         let victim = dir.join("victim");
         std::fs::write(&path, "old").unwrap();
         std::fs::write(&victim, "precious").unwrap();
-        let tmp = dir.join(format!(".state.conf.tmp-{}", std::process::id()));
+        let tmp = our_temp(&dir);
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
         let e = save_atomic(&path, "new").unwrap_err();
         assert!(e.to_string().contains("already exists"), "{e}");

@@ -47,9 +47,12 @@ impl ControlLineSession {
     }
 
     pub fn wants_input(&self) -> bool {
-        self.lines.buffered() < MAX_UNPARSED_INPUT
-            && self.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG
-            && !self.gate.reading_paused()
+        self.lines.buffered() < MAX_UNPARSED_INPUT && !self.backlogged() && !self.gate.reading_paused()
+    }
+
+    /// The replies already queued are unread past the backlog limit: take no more commands.
+    pub fn backlogged(&self) -> bool {
+        self.link.outbox.pending_bytes() >= MAX_REPLY_BACKLOG
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {
@@ -61,7 +64,7 @@ impl ControlLineSession {
     }
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {
-        while !self.gate.awaiting() && self.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG {
+        while !self.gate.awaiting() && !self.backlogged() {
             let text = match self.lines.next_line()? {
                 Line::Text(t) => t,
                 Line::TooLong => {

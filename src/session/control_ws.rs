@@ -49,11 +49,16 @@ impl ControlWsSession {
     }
 
     pub fn wants_input(&self) -> bool {
-        self.ws.wants_input() && self.ws.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG && !self.gate.reading_paused()
+        self.ws.wants_input() && !self.backlogged() && !self.gate.reading_paused()
+    }
+
+    /// The replies already queued are unread past the backlog limit: take no more commands.
+    pub fn backlogged(&self) -> bool {
+        self.ws.link.outbox.pending_bytes() >= MAX_REPLY_BACKLOG
     }
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {
-        while !self.gate.awaiting() && self.ws.link.outbox.pending_bytes() < MAX_REPLY_BACKLOG {
+        while !self.gate.awaiting() && !self.backlogged() {
             let Some(line) = self.next_line() else {
                 match self.ws.next_message(now_us)? {
                     Message::Text(t) => (self.text, self.at) = (t, 0),

@@ -51,7 +51,12 @@ impl HttpSession {
     }
 
     pub fn wants_input(&self) -> bool {
-        self.input.len() < MAX_UNPARSED_INPUT && self.link.outbox.pending_bytes() < MAX_HTTP_BACKLOG
+        self.input.len() < MAX_UNPARSED_INPUT && !self.backlogged()
+    }
+
+    /// The responses already queued are unread past the backlog limit: take no more requests.
+    pub fn backlogged(&self) -> bool {
+        self.link.outbox.pending_bytes() >= MAX_HTTP_BACKLOG
     }
 
     pub fn awaiting_response(&self) -> bool {
@@ -59,7 +64,7 @@ impl HttpSession {
     }
 
     pub fn poll(&mut self, now_us: u64) -> Option<Ask> {
-        if self.awaiting || self.link.outbox.pending_bytes() >= MAX_HTTP_BACKLOG {
+        if self.awaiting || self.backlogged() {
             return None;
         }
         match request::parse(&self.input) {

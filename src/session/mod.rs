@@ -193,10 +193,10 @@ impl Session {
     /// Holding its input back until the peer reads the replies already queued (the backlog
     /// limit): requests may still wait behind them, so EOF does not mean all is answered yet.
     fn backlogged(&self) -> bool {
-        let pending = self.link().outbox.pending_bytes();
         match self {
-            Session::Http(_) => pending >= crate::limits::MAX_HTTP_BACKLOG,
-            Session::ControlWs(_) | Session::ControlLine(_) => pending >= crate::limits::MAX_REPLY_BACKLOG,
+            Session::Http(s) => s.backlogged(),
+            Session::ControlWs(s) => s.backlogged(),
+            Session::ControlLine(s) => s.backlogged(),
             Session::Viewer(_) => false,
         }
     }
