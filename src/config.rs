@@ -52,7 +52,7 @@ impl EncoderCpus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncoderThreads {
     /// One thread per eye while there are no more CPUs than eyes (the eyes, each on its own
-    /// CPU, already keep them busy, and each slice thread costs OpenH264 ~3 MB of buffers);
+    /// CPU, already keep them busy, and slices cost CPU of their own);
     /// with more CPUs than eyes, as many as there are CPUs (at most OpenH264's 4). The pool is
     /// one per process and serves both eyes: on a Pi 5, 4 slices per eye, the two eyes' 8
     /// slices spread over its 4 cores.

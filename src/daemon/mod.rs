@@ -295,9 +295,8 @@ impl Daemon {
             n.keep_alive(now);
         }
         self.fd_reserve.refill();
-        let paused = self.controller.paused();
         for p in &mut self.eyes {
-            p.tick(paused, now);
+            p.tick(&mut self.controller, now);
         }
         self.report_health(now);
         self.check_timeouts(now);
