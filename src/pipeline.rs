@@ -61,12 +61,6 @@ pub struct Pipeline {
     queued_at: VecDeque<(u32, u64)>,
     /// Luma copies for `calibrate`, taken from good frames while one waits.
     pub grab: EyeGrab,
-    /// The camera's one request waiting for the buffer the encoder holds: since when (µs),
-    /// and the sequence it would have captured then.
-    refill_deferred: Option<(u64, u32)>,
-    /// Camera ticks that found no request because of such a wait: the camera counts them as
-    /// starved, `status` as frames dropped for a busy encoder, which is what they are.
-    deferred_ticks: u64,
 }
 
 impl Pipeline {
@@ -81,7 +75,7 @@ impl Pipeline {
             stats: &self.stats,
             camera_state: self.camera_health.describe(),
             encoder_state: self.encoder_health.describe(),
-            camera_starved: self.camera.starved_frames().saturating_sub(self.deferred_ticks),
+            camera_starved: self.camera.starved_frames(),
         }
     }
 
@@ -111,22 +105,12 @@ impl Pipeline {
             encoded: Vec::new(),
             queued_at: VecDeque::with_capacity(8),
             grab: EyeGrab::default(),
-            refill_deferred: None,
-            deferred_ticks: 0,
         }
     }
 
     /// Keep the camera's request queue at its depth, each request carrying the crop planned
     /// for the sequence it will capture. Nothing is queued while capture is paused.
     pub fn refill(&mut self, ctl: &mut Controller) {
-        if let Some((_, sequence)) = self.refill_deferred.take()
-            && !ctl.paused()
-        {
-            // (A camera reopened meanwhile starts its sequences again: nothing to count.)
-            let missed = self.camera.next_sequence().saturating_sub(sequence) as u64;
-            self.deferred_ticks += missed;
-            self.stats.encoder_drops += missed;
-        }
         while !ctl.paused() && self.camera.queued() < self.request_depth {
             let Some(buffer) = self.free.pop() else {
                 return;
@@ -233,19 +217,7 @@ impl Pipeline {
             }
         }
         self.completed = done;
-        // A camera with one request (the synthetic one) waits for the buffer the encoder is
-        // reading: it comes back a few ms later, long before the next tick, and each eye then
-        // draws into one warm buffer instead of alternating two (1.5 MB of resident memory
-        // each at 960x1080). The crop is also chosen later, closer to the capture. A frame
-        // captured while the encoder is busy would be dropped anyway; `tick` queues a spare
-        // only if the encoder keeps its buffer for half the camera's stall time, so that a
-        // stalled encoder is not reported as a stalled camera.
-        if self.request_depth == 1 && self.encoder.in_flight() > 0 && self.camera.queued() == 0 {
-            let sequence = self.camera.next_sequence();
-            self.refill_deferred.get_or_insert((now_us, sequence));
-        } else {
-            self.refill(ctl);
-        }
+        self.refill(ctl);
     }
 
     /// The encoder's completion fd was readable: buffers go home, access units become packets.
@@ -296,12 +268,7 @@ impl Pipeline {
 
     /// Housekeeping: notice a camera that stopped delivering or an encoder that stopped
     /// answering.
-    pub fn tick(&mut self, ctl: &mut Controller, now_us: u64) {
-        let paused = ctl.paused();
-        let stall_us = camera_stall_us(self.camera.info().fps);
-        if self.refill_deferred.is_some_and(|(t, _)| now_us.saturating_sub(t) >= stall_us / 2) {
-            self.refill(ctl);
-        }
+    pub fn tick(&mut self, paused: bool, now_us: u64) {
         self.stats.tick(now_us);
         self.camera.tick(now_us);
         self.camera_health.set_stall_after(camera_stall_us(self.camera.info().fps));
@@ -309,235 +276,5 @@ impl Pipeline {
         self.health("camera", ch);
         let ch = self.encoder_health.tick(self.encoder.in_flight() > 0, now_us);
         self.health("encoder", ch);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The pipeline against a camera and an encoder the test drives by hand.
-    use std::cell::RefCell;
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-    use std::rc::Rc;
-
-    use super::*;
-    use crate::camera::{CameraError, CameraInfo, Flip, FrameLayout, FrameMeta, Rect, Size};
-    use crate::control::state_file::SavedState;
-    use crate::controller::Setup;
-    use crate::encoder::EncoderConfig;
-    use crate::eyes::geometry::Geometry;
-    use crate::sys::shm::SharedMemory;
-
-    const OUT: Size = Size { w: 64, h: 64 };
-
-    /// What the fake camera holds: requests, the next tick's sequence, ticks without a request.
-    #[derive(Default)]
-    struct Sensor {
-        pending: VecDeque<Request>,
-        done: Vec<Completed>,
-        next_tick: u32,
-        starved: u64,
-        /// Pool index of the buffer each tick drew into.
-        drawn: Vec<usize>,
-    }
-
-    impl Sensor {
-        /// One capture tick at `t_us`: the oldest request gets the frame, or the tick is lost.
-        fn tick(&mut self, t_us: u64) {
-            let sequence = self.next_tick;
-            self.next_tick += 1;
-            match self.pending.pop_front() {
-                Some(Request { buffer, controls }) => {
-                    self.drawn.push(buffer.index);
-                    let meta = FrameMeta { eye: 0, sequence, capture_us: t_us, crop: controls.crop };
-                    self.done.push(Completed { buffer, meta, status: FrameStatus::Ok });
-                }
-                None => self.starved += 1,
-            }
-        }
-    }
-
-    struct FakeCamera {
-        sensor: Rc<RefCell<Sensor>>,
-        buffers: Vec<FrameBuffer>,
-        info: CameraInfo,
-        fd: OwnedFd,
-    }
-
-    impl Camera for FakeCamera {
-        fn info(&self) -> &CameraInfo {
-            &self.info
-        }
-        fn completion_fd(&self) -> BorrowedFd<'_> {
-            self.fd.as_fd()
-        }
-        fn take_buffers(&mut self) -> Vec<FrameBuffer> {
-            std::mem::take(&mut self.buffers)
-        }
-        fn queue_request(&mut self, request: Request) -> Result<u32, Box<(Request, CameraError)>> {
-            let mut s = self.sensor.borrow_mut();
-            s.pending.push_back(request);
-            Ok(s.next_tick + s.pending.len() as u32 - 1)
-        }
-        fn next_sequence(&self) -> u32 {
-            let s = self.sensor.borrow();
-            s.next_tick + s.pending.len() as u32
-        }
-        fn queued(&self) -> usize {
-            self.sensor.borrow().pending.len()
-        }
-        fn drain_completed(&mut self, out: &mut Vec<Completed>) {
-            out.append(&mut self.sensor.borrow_mut().done);
-        }
-        fn starved_frames(&self) -> u64 {
-            self.sensor.borrow().starved
-        }
-        fn set_flip(&mut self, _: Flip) -> Result<(), CameraError> {
-            Ok(())
-        }
-        fn set_fps(&mut self, _: u32) -> Result<(), CameraError> {
-            Ok(())
-        }
-    }
-
-    /// Jobs the encoder holds until the test finishes them.
-    #[derive(Default)]
-    struct Jobs {
-        held: Vec<EncodeJob>,
-        done: Vec<Encoded>,
-    }
-
-    impl Jobs {
-        /// The encoder gives back every buffer it holds, failed (no bitstream needed here).
-        fn finish(&mut self, t_us: u64) {
-            for j in self.held.drain(..) {
-                let e =
-                    Encoded { buffer: j.buffer, meta: j.meta, result: Err("test".into()), cpu_us: 0, done_us: t_us };
-                self.done.push(e);
-            }
-        }
-    }
-
-    struct FakeEncoder {
-        jobs: Rc<RefCell<Jobs>>,
-        fd: OwnedFd,
-    }
-
-    impl Encoder for FakeEncoder {
-        fn completion_fd(&self) -> BorrowedFd<'_> {
-            self.fd.as_fd()
-        }
-        fn queue(&mut self, job: EncodeJob) -> Result<(), Box<(EncodeJob, String)>> {
-            self.jobs.borrow_mut().held.push(job);
-            Ok(())
-        }
-        fn drain(&mut self, out: &mut Vec<Encoded>) {
-            out.append(&mut self.jobs.borrow_mut().done);
-        }
-        fn in_flight(&self) -> usize {
-            self.jobs.borrow().held.len()
-        }
-        fn configure(&mut self, _: EncoderConfig) {}
-        fn name(&self) -> &'static str {
-            "fake"
-        }
-    }
-
-    fn devnull() -> OwnedFd {
-        std::fs::File::open("/dev/null").unwrap().into()
-    }
-
-    /// A depth-1 pipeline over a pool of `pool` buffers, and its controller.
-    fn rig(pool: usize) -> (Pipeline, Controller, Rc<RefCell<Sensor>>, Rc<RefCell<Jobs>>) {
-        let sensor = Rc::new(RefCell::new(Sensor::default()));
-        let jobs = Rc::new(RefCell::new(Jobs::default()));
-        let layout = FrameLayout::i420(OUT);
-        let buffers = (0..pool)
-            .map(|index| FrameBuffer { index, memory: SharedMemory::memfd("test", layout.len()).unwrap(), layout })
-            .collect();
-        let sensor_rect = Rect::new(0, 0, 128, 128);
-        let info = CameraInfo {
-            id: "fake".into(),
-            sensor: sensor_rect,
-            output: OUT,
-            min_crop: Size { w: 16, h: 16 },
-            fps: 30,
-            crop_supported: true,
-            sensor_mode: None,
-        };
-        let camera = FakeCamera { sensor: sensor.clone(), buffers, info, fd: devnull() };
-        let encoder = FakeEncoder { jobs: jobs.clone(), fd: devnull() };
-        let enc = EncoderConfig { width: OUT.w, height: OUT.h, fps: 30, bitrate_bps: 1_000_000, gop_frames: 60 };
-        let geometry = Geometry::new(sensor_rect, OUT, 4.0, Size { w: 16, h: 16 });
-        let setup = Setup {
-            eyes: vec![(geometry, enc), (geometry, enc)],
-            fps: 30,
-            gop_seconds: 2.0,
-            state_path: "/tmp/pieyes pipeline test/state.conf".into(),
-            token: None,
-            token_scope: crate::access::TokenScope::Steer,
-            shared_clock: true,
-            sync: "test".into(),
-            https: false,
-        };
-        let mut ctl = Controller::new(setup, &SavedState::defaults(30, 1_000_000));
-        let mut p = Pipeline::new(0, Box::new(camera), Box::new(encoder), SYNTHETIC_REQUEST_DEPTH, 0);
-        p.refill(&mut ctl);
-        (p, ctl, sensor, jobs)
-    }
-
-    const FRAME_US: u64 = 33_333;
-
-    #[test]
-    fn a_one_request_camera_waits_for_the_buffer_the_encoder_reads_and_draws_into_it_again() {
-        let (mut p, mut ctl, sensor, jobs) = rig(4);
-        for n in 0..10u64 {
-            let t = n * FRAME_US;
-            sensor.borrow_mut().tick(t);
-            p.on_camera_ready(&mut ctl, t + 1_000, &mut |_| 0);
-            assert_eq!(p.camera.queued(), 0, "frame {n}: no second buffer is queued while the encoder reads one");
-            p.tick(&mut ctl, t + 3_000);
-            jobs.borrow_mut().finish(t + 5_000);
-            p.on_encoder_ready(&mut ctl, &mut Vec::new(), t + 5_000);
-            assert_eq!(p.camera.queued(), 1, "frame {n}: the buffer is queued again once back");
-        }
-        let s = sensor.borrow();
-        assert!(s.drawn.iter().all(|&i| i == s.drawn[0]), "one buffer drawn into: {:?}", s.drawn);
-        assert_eq!((s.drawn.len(), s.starved), (10, 0));
-        assert_eq!(p.stats.encoder_drops, 0);
-    }
-
-    #[test]
-    fn an_encoder_that_keeps_its_buffer_leaves_the_camera_a_spare_and_the_lost_ticks_are_its_drops() {
-        let (mut p, mut ctl, sensor, jobs) = rig(4);
-        sensor.borrow_mut().tick(0);
-        p.on_camera_ready(&mut ctl, 1_000, &mut |_| 0);
-        // The encoder holds frame 0. Ticks pass with no request, the housekeeping timer runs
-        // every 100 ms; before half the camera's stall time (1 s) nothing is queued.
-        let mut t = 0;
-        while t < 400_000 {
-            t += FRAME_US;
-            sensor.borrow_mut().tick(t);
-            if t % 100_000 < FRAME_US {
-                p.tick(&mut ctl, t);
-            }
-        }
-        assert_eq!(p.camera.queued(), 0);
-        p.tick(&mut ctl, 501_000);
-        assert_eq!(p.camera.queued(), 1, "a spare is queued for a camera kept waiting half its stall time");
-        let starved = sensor.borrow().starved;
-        assert!(starved >= 12, "{starved}");
-        assert_eq!(p.stats.encoder_drops, starved, "the ticks lost waiting are the busy encoder's drops");
-        assert_eq!(p.measured().camera_starved, 0, "not the camera's");
-        // The spare's frame finds the encoder still busy: dropped, and the wait starts again.
-        sensor.borrow_mut().tick(533_000);
-        p.on_camera_ready(&mut ctl, 534_000, &mut |_| 0);
-        assert_eq!(p.stats.encoder_drops, starved + 1);
-        assert_eq!(p.camera.queued(), 0);
-        jobs.borrow_mut().finish(540_000);
-        p.on_encoder_ready(&mut ctl, &mut Vec::new(), 540_000);
-        assert_eq!(p.camera.queued(), 1);
-        let s = sensor.borrow();
-        assert_eq!(s.drawn.len(), 2, "{:?}", s.drawn);
-        assert_ne!(s.drawn[0], s.drawn[1], "the spare was a second buffer");
     }
 }

@@ -295,8 +295,9 @@ impl Daemon {
             n.keep_alive(now);
         }
         self.fd_reserve.refill();
+        let paused = self.controller.paused();
         for p in &mut self.eyes {
-            p.tick(&mut self.controller, now);
+            p.tick(paused, now);
         }
         self.report_health(now);
         self.check_timeouts(now);

@@ -1,4 +1,8 @@
 fn main() {
+    // pieyes: cc's rerun-if-env-changed lines switch off cargo's "rerun when any file of the
+    // package changed", so without this an edit to the patched C++ would not be rebuilt.
+    println!("cargo:rerun-if-changed=upstream");
+    println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "source")]
     source_build::compile();
 }
