@@ -293,6 +293,19 @@ fn rate_rows(r: &mut Report, label: &str, seen: &[FrameSeen]) -> String {
     obj.finish()
 }
 
+/// `--keyframe-size small`: frame sizes and bitrate as a viewer saw them over 20 s, as for the
+/// default keyframes in `daemon`.
+fn small_keyframes(r: &mut Report) {
+    let d = start_daemon(&["--keyframe-size", "small"]);
+    let mut v = Viewers::connect(d.addr, 1, 2, 0);
+    v.run(secs(3.0)); // warm-up: encoders settled, viewers joined
+    v.frames_seen = Some(Vec::new());
+    v.run(secs(20.0));
+    let seen = v.frames_seen.take().unwrap_or_default();
+    let rate = rate_rows(r, "--keyframe-size small", &seen);
+    r.section("rate_small_keyframes", rate);
+}
+
 /// `--encoder-threads`: one eye, 1 vs 2 slices/threads, OpenH264 alone (encode time) and the
 /// daemon with one viewer (capture→sent), as ratios.
 fn encoder_threads(r: &mut Report) {
@@ -377,6 +390,19 @@ fn memory(r: &mut Report) {
         r.row(&format!("  RSS of {}", kind.label()), format!("{:.1} MB", kb / 1024.0));
         obj = obj.num(&format!("{}_mb", kind.key()), kb / 1024.0);
     }
+    drop((v, d));
+    // Small keyframes fill fewer pages of OpenH264's bitstream buffers.
+    let d = start_daemon(&["--keyframe-size", "small"]);
+    let mut v = Viewers::connect(d.addr, 10, 2, 0);
+    v.run(secs(8.0));
+    let (pid, small) =
+        (d.child.id(), [("VmRSS:", "rss_small_keyframes_mb"), ("VmHWM:", "rss_peak_small_keyframes_mb")]);
+    let small = small.map(|(field, key)| (key, status_kb(pid, field) / 1024.0));
+    r.row("  the same with --keyframe-size small: RSS now / peak", format!("{:.1} / {:.1} MB", small[0].1, small[1].1));
+    for (key, mb) in small {
+        obj = obj.num(key, mb);
+    }
+    drop((v, d));
     // OpenH264 alone in this process: the RSS one encoder adds, made and 5 frames encoded. The
     // bench's own frame buffer is drawn once before the baseline: its pages are not the encoder's.
     let scene = Scene::new(SENSOR, 24);
@@ -934,6 +960,9 @@ fn main() {
     let (enc, enc_p99) = if on("encoder") || on("daemon") { encoder_alone(&mut r) } else { (0.0, 0.0) };
     if on("daemon") {
         daemon_one_viewer(&mut r, enc, enc_p99);
+    }
+    if on("keyframes") {
+        small_keyframes(&mut r);
     }
     if on("threads") {
         encoder_threads(&mut r);

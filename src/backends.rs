@@ -243,7 +243,10 @@ fn software(eye: u8, enc: EncoderConfig, cfg: &Config, faults: &SharedFaults) ->
     if !cfg.deblock {
         crate::info!("eye {eye}: deblocking off (--deblock off)");
     }
-    let tuning = Tuning { threads, deblock: cfg.deblock };
+    if cfg.small_keyframes {
+        crate::info!("eye {eye}: keyframes held to 2 mean frames (--keyframe-size small)");
+    }
+    let tuning = Tuning { threads, deblock: cfg.deblock, small_idr: cfg.small_keyframes };
     let e = SoftwareEncoder::start(eye, enc, cpu, tuning, faults.clone()).map_err(|e| format!("encoder: {e}"))?;
     Ok(Box::new(e))
 }

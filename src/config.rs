@@ -89,6 +89,8 @@ pub struct Config {
     pub encoder_threads: EncoderThreads,
     /// `--deblock on|off`: the software encoder's in-loop deblocking filter.
     pub deblock: bool,
+    /// `--keyframe-size full|small`: the software encoder's IDRs held to their bit budget.
+    pub small_keyframes: bool,
     /// Injected faults (tests).
     pub faults: Vec<crate::inject::Fault>,
     /// Output size of each eye.
@@ -154,6 +156,7 @@ impl Default for Config {
             encoder_cpus: EncoderCpus::Auto,
             encoder_threads: EncoderThreads::Auto,
             deblock: true,
+            small_keyframes: false,
             faults: Vec::new(),
             size: Size { w: 960, h: 1080 },
             sensor: Size { w: 2304, h: 1296 },
@@ -230,6 +233,11 @@ options:
   --deblock on|off      the software encoder's in-loop deblocking filter (default on); off
                         saves about a quarter of its CPU per frame and some of every viewer's
                         decode time, for blockier pictures at low bitrates
+  --keyframe-size full|small
+                        the software encoder's keyframes (IDRs): full (default) as sharp as
+                        OpenH264 makes them, ~10x a P-frame; small: each within 2 mean frames
+                        (a 3-frame VBV: no burst on a slow link), blurred until the next few
+                        P-frames restore the detail
   --size WxH            output size of each eye (default 960x1080)
   --sensor WxH          synthetic sensor size (default 2304x1296)
   --synthetic-misalign DY[,DEG]
@@ -448,6 +456,13 @@ pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     _ => return Err(format!("--deblock: expected on or off, got {value:?}")),
                 }
             }
+            "--keyframe-size" => {
+                cfg.small_keyframes = match value.as_str() {
+                    "full" => false,
+                    "small" => true,
+                    _ => return Err(format!("--keyframe-size: expected full or small, got {value:?}")),
+                }
+            }
             "--viewer-timeout" => cfg.viewer_timeout_us = (parse_num(flag, &value, 0.5, 3600.0)? * 1e6) as u64,
             "--inject" => cfg.faults.extend(crate::inject::Faults::parse(&value)?),
             "--size" => cfg.size = parse_size(flag, &value)?,
@@ -590,6 +605,8 @@ mod tests {
             "--encoder-threads many",
             "--deblock no",
             "--deblock",
+            "--keyframe-size medium",
+            "--keyframe-size",
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
@@ -608,6 +625,15 @@ mod tests {
         assert_eq!([0, 1, 2, 3, 4, 8].map(|n| EncoderThreads::Auto.resolve(n, 2)), [1, 1, 1, 3, 4, 4]);
         assert_eq!([1, 2, 4].map(|n| EncoderThreads::Auto.resolve(n, 1)), [1, 2, 4]);
         assert_eq!(threads("3").resolve(2, 2), 3, "asked for: kept even beyond the CPUs");
+    }
+
+    #[test]
+    fn keyframes_are_full_unless_asked_small() {
+        let small = |s: &str| match parse_args(&args(s)) {
+            Ok(Invocation::Run(c)) => c.small_keyframes,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!([small(""), small("--keyframe-size full"), small("--keyframe-size small")], [false, false, true]);
     }
 
     #[test]

@@ -127,6 +127,42 @@ fn deblock_off_turns_the_loop_filter_off_in_every_slice_and_the_stamps_still_rea
 }
 
 #[test]
+fn small_keyframes_stay_within_a_three_frame_vbv_and_their_stamps_read() {
+    // 480x540 at 1.5 Mbit/s: a full IDR of the synthetic scene is ~60 kB, several times the
+    // 18.75 kB that three frame intervals carry; `--keyframe-size small` holds each to its budget
+    // of two mean frames: the first ones by the top QP, the later ones by the last one's size.
+    let fps: u32 = if emulated() { 10 } else { 30 };
+    let bitrate = 1_500_000u32;
+    let cap = (3 * bitrate / fps / 8) as usize;
+    let dir = TempDir::new("keyframes");
+    for (size, small) in [("full", false), ("small", true)] {
+        let fps_s = fps.to_string();
+        let args =
+            ["--size", "480x540", "--bitrate", "1500000", "--gop", "1", "--fps", &fps_s, "--keyframe-size", size];
+        let d = Daemon::start(&args);
+        // The keyframe a new viewer gets, then two periodic ones, a GOP (1 s) apart.
+        let (_, units) = collect_units(d.addr, 0, 2 * fps as usize + 5);
+        let idrs: Vec<usize> = units.iter().filter(|u| u.header.keyframe).map(|u| u.annexb.len()).collect();
+        assert!(idrs.len() >= 3, "{size}: {} keyframes in {} frames", idrs.len(), units.len());
+        let largest = *idrs.iter().max().unwrap();
+        if small {
+            assert!(largest <= cap, "{size}: keyframes {idrs:?} bytes, a 3-frame VBV is {cap}");
+        } else {
+            assert!(largest > cap, "{size}: keyframes {idrs:?} bytes are already within {cap}: the test shows nothing");
+        }
+        let path = dir.0.join(format!("{size}.h264"));
+        write_h264(&path, &units);
+        let frames = decode_i420(&path, 480, 540);
+        assert_eq!(frames.len(), units.len(), "{size}: one decoded picture per access unit");
+        for (f, u) in frames.iter().zip(&units) {
+            let s = Stamp::read(f, 480, 480)
+                .unwrap_or_else(|| panic!("{size} seq {}: stamp unreadable", u.header.sequence));
+            assert_eq!((s.sequence, s.capture_us), (u.header.sequence, u.header.capture_us), "{size}");
+        }
+    }
+}
+
+#[test]
 fn crop_over_the_control_socket_moves_the_visible_region() {
     let (sensor, out) = (Size { w: 1152, h: 648 }, Size { w: 480, h: 540 });
     // Under an emulator (`make aarch64`: qemu) 30 fps is more than the machine keeps up with: late

@@ -31,7 +31,13 @@ pub struct Settings {
     pub idr_percent: u32,
     /// H.264's in-loop deblocking filter (`--deblock`).
     pub deblock: bool,
+    /// Each IDR's QP chosen to meet its budget (`--keyframe-size small`).
+    pub small_idr: bool,
 }
+
+/// pieyes' option in its copy of OpenH264 (`third_party/`): an IDR's QP from its budget
+/// (`ratectl.cpp`, `RcCalculateIdrQp`), the option after `ENCODER_OPTION_BITS_VARY_PERCENTAGE`.
+const ENCODER_OPTION_PIEYES_SMALL_IDR: sys::ENCODER_OPTION = sys::ENCODER_OPTION_BITS_VARY_PERCENTAGE + 1;
 
 pub struct Wels {
     enc: *mut sys::ISVCEncoder,
@@ -68,6 +74,12 @@ fn params(defaults: sys::SEncParamExt, s: &Settings) -> sys::SEncParamExt {
     p.iTargetBitrate = bps;
     p.iMaxBitrate = sys::UNSPECIFIED_BIT_RATE as i32;
     p.iIdrBitrateRatio = s.idr_percent as i32;
+    if s.small_idr {
+        // The whole QP range (OpenH264's default stops at 42): an IDR meets its budget only
+        // if its QP may go that high, and so does a P-frame in a burst of motion.
+        p.iMinQp = 12;
+        p.iMaxQp = 51;
+    }
     p.uiIntraPeriod = s.gop_frames;
     p.eSpsPpsIdStrategy = sys::CONSTANT_ID;
     p.iComplexityMode = sys::LOW_COMPLEXITY;
@@ -143,6 +155,10 @@ impl Wels {
         w.initialised = true;
         let mut format: std::os::raw::c_int = sys::videoFormatI420 as _;
         w.set_option(sys::ENCODER_OPTION_DATAFORMAT, (&raw mut format).cast())?;
+        if s.small_idr {
+            let mut on: std::os::raw::c_int = 1;
+            w.set_option(ENCODER_OPTION_PIEYES_SMALL_IDR, (&raw mut on).cast())?;
+        }
         Ok(w)
     }
 

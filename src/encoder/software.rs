@@ -40,9 +40,11 @@ pub const ENCODER_NICE: i32 = 5;
 /// pieyes' wire header (32), so the stream layer never copies the picture.
 pub const HEADROOM: usize = 42;
 
-/// An IDR's bit budget in percent of a mean frame's (OpenH264's default is 400). OpenH264 clamps
-/// an IDR's QP to a table by bits per pixel (`RcCalculateIdrQp`), which at 960x1080 and 3 Mbit/s
-/// overrides this: its IDRs stay ~10× a P-frame (see README, Rate control).
+/// An IDR's bit budget in percent of a mean frame's (OpenH264's default is 400): within a VBV of
+/// [`VBV_FRAMES`]. Stock OpenH264 clamps an IDR's QP to a table by bits per pixel
+/// (`RcCalculateIdrQp`), which at 960x1080 and 3 Mbit/s overrides this: its IDRs stay ~10× a
+/// P-frame. `--keyframe-size small` holds them to it (pieyes' OpenH264 option; README, Keyframe
+/// size).
 pub const IDR_PERCENT: u32 = 200;
 
 /// The frame-size ceiling the bench measures the encoder against: a frame interval's share of
@@ -96,11 +98,13 @@ pub struct Tuning {
     pub threads: u16,
     /// H.264's in-loop deblocking filter.
     pub deblock: bool,
+    /// Each IDR held to its budget (`--keyframe-size small`).
+    pub small_idr: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { threads: 1, deblock: true }
+        Tuning { threads: 1, deblock: true, small_idr: false }
     }
 }
 
@@ -117,6 +121,7 @@ pub fn new_h264_encoder(cfg: &EncoderConfig, tuning: Tuning, share: f64) -> Resu
         threads: tuning.threads,
         idr_percent: IDR_PERCENT,
         deblock: tuning.deblock,
+        small_idr: tuning.small_idr,
     };
     Ok(H264Encoder { wels: Wels::new(&settings)?, guard })
 }

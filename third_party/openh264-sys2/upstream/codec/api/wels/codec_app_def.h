@@ -142,7 +142,9 @@ typedef enum {
 
   ENCODER_OPTION_IS_LOSSLESS_LINK,            ///< advanced algorithmetic settings
 
-  ENCODER_OPTION_BITS_VARY_PERCENTAGE        ///< bit vary percentage
+  ENCODER_OPTION_BITS_VARY_PERCENTAGE,       ///< bit vary percentage
+
+  ENCODER_OPTION_PIEYES_SMALL_IDR            ///< pieyes: an IDR's QP from its budget (ratectl.cpp)
 } ENCODER_OPTION;
 
 /**

@@ -119,6 +119,7 @@ typedef struct TagWelsSvcCodingParam: SEncParamExt {
 
   bool      bDeblockingParallelFlag;        // deblocking filter parallelization control flag
   int32_t   iBitsVaryPercentage;
+  bool      bPieyesSmallIdr;                // pieyes: ENCODER_OPTION_PIEYES_SMALL_IDR
 
   int8_t   iDecompStages;          // GOP size dependency
   int32_t  iMaxNumRefFrame;
@@ -231,6 +232,7 @@ typedef struct TagWelsSvcCodingParam: SEncParamExt {
 
     iDecompStages               = 0;    // GOP size dependency, unknown here and be revised later
     iBitsVaryPercentage = 10;
+    bPieyesSmallIdr = false;
   }
 
   int32_t ParamBaseTranscode (const SEncParamBase& pCodingParam) {

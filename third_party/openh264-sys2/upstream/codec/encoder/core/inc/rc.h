@@ -179,6 +179,10 @@ int32_t   iIdrNum;
 int64_t   iIntraComplexity; //255*255(MaxMbSAD)*36864(MaxFS) make the highest bit of 32-bit integer 1
 int32_t   iIntraMbCount;
 int64_t   iIntraComplxMean;
+// pieyes: the last IDR's mean QStep, bits and complexity (RcCalculateIdrQp)
+int32_t   iLastIdrQStep;
+int32_t   iLastIdrBits;
+int64_t   iLastIdrComplexity;
 
 int8_t    iTlOfFrames[VGOP_SIZE];
 int32_t   iRemainingWeights;

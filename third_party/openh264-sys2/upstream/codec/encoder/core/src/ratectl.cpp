@@ -444,9 +444,28 @@ void RcCalculateIdrQp (sWelsEncCtx* pEncCtx) {
   }
   int32_t iMaxQp = iQpRangeArray[i][0];
   int32_t iMinQp = iQpRangeArray[i][1];
+  // pieyes: with ENCODER_OPTION_PIEYES_SMALL_IDR an IDR's QP is capped by the encoder's own
+  // range, not by the table (which at 960x1080 and 3 Mbit/s kept an IDR ~10x a P-frame whatever
+  // iIdrBitrateRatio said), and chosen to meet the IDR's budget: from the last IDR alone, its
+  // QStep scaled by how far its size was from this budget and by the two pictures' complexity.
+  // Bits fall slower than 1/QStep at these QPs, so the ratio is taken to the power 1.5 (the
+  // averaged linear model below settled ~1.7x over its budget after five IDRs). The first two
+  // IDRs, which nothing predicts (a camera's first frames are unlike the next), take the top
+  // of the range: the smallest an IDR can be.
+  const bool kbSmallIdr = pEncCtx->pSvcParam->bPieyesSmallIdr;
+  if (kbSmallIdr)
+    iMaxQp = pWelsSvcRc->iMaxQp;
   iMinQp = WELS_CLIP3 (iMinQp, pWelsSvcRc->iMinQp, pWelsSvcRc->iMaxQp);
   iMaxQp = WELS_CLIP3 (iMaxQp, pWelsSvcRc->iMinQp, pWelsSvcRc->iMaxQp);
-  if (0 == pWelsSvcRc->iIdrNum) { //the first IDR frame
+  if (kbSmallIdr && (pWelsSvcRc->iIdrNum < 2 || pWelsSvcRc->iLastIdrBits <= 0 || pWelsSvcRc->iLastIdrComplexity <= 0)) {
+    pWelsSvcRc->iInitialQp = iMaxQp;
+  } else if (kbSmallIdr) {
+    double dRatio = static_cast<double> (pWelsSvcRc->iLastIdrBits) / WELS_MAX (pWelsSvcRc->iTargetBits, 1)
+                    * WELS_CLIP3 (static_cast<double> (iFrameComplexity) / pWelsSvcRc->iLastIdrComplexity, 0.5, 2.0);
+    double dQStep = pWelsSvcRc->iLastIdrQStep * pow (dRatio, 1.5);
+    pWelsSvcRc->iQStep = static_cast<int32_t> (WELS_CLIP3 (dQStep, 1.0, 1e9));
+    pWelsSvcRc->iInitialQp = RcConvertQStep2Qp (pWelsSvcRc->iQStep);
+  } else if (0 == pWelsSvcRc->iIdrNum) { //the first IDR frame
     pWelsSvcRc->iInitialQp = dInitialQPArray[iBppIndex][i];
   } else {
 
@@ -1113,6 +1132,9 @@ void RcUpdateIntraComplexity (sWelsEncCtx* pEncCtx) {
                                    INT_MULTIPLY);
   }
 
+  pWelsSvcRc->iLastIdrQStep = iQStep; // pieyes (RcCalculateIdrQp)
+  pWelsSvcRc->iLastIdrBits = pWelsSvcRc->iFrameDqBits;
+  pWelsSvcRc->iLastIdrComplexity = iFrameComplexity;
   pWelsSvcRc->iIntraMbCount = pWelsSvcRc->iNumberMbFrame;
   pWelsSvcRc->iIdrNum++;
   if (pWelsSvcRc->iIdrNum > 255)

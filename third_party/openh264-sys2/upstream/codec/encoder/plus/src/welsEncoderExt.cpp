@@ -1189,6 +1189,10 @@ int CWelsH264SVCEncoder::SetOption (ENCODER_OPTION eOptionId, void* pOption) {
              "CWelsH264SVCEncoder::SetOption():ENCODER_OPTION_BITS_VARY_PERCENTAGE,iBitsVaryPercentage = %d", iValue);
   }
   break;
+  case ENCODER_OPTION_PIEYES_SMALL_IDR: {
+    m_pEncContext->pSvcParam->bPieyesSmallIdr = (* (static_cast<int32_t*> (pOption))) != 0;
+  }
+  break;
 
   default:
     return cmInitParaError;
