@@ -131,14 +131,15 @@ fn small_keyframes_stay_within_a_three_frame_vbv_and_their_stamps_read() {
     // 480x540 at 1.5 Mbit/s: a full IDR of the synthetic scene is ~60 kB, several times the
     // 18.75 kB that three frame intervals carry; `--keyframe-size small` holds each to its budget
     // of two mean frames: the first ones by the top QP, the later ones by the last one's size.
+    // (10 fps under an emulator, at the same bits per frame.)
     let fps: u32 = if emulated() { 10 } else { 30 };
-    let bitrate = 1_500_000u32;
+    let bitrate = 50_000 * fps;
     let cap = (3 * bitrate / fps / 8) as usize;
     let dir = TempDir::new("keyframes");
     for (size, small) in [("full", false), ("small", true)] {
-        let fps_s = fps.to_string();
+        let (fps_s, bitrate_s) = (fps.to_string(), bitrate.to_string());
         let args =
-            ["--size", "480x540", "--bitrate", "1500000", "--gop", "1", "--fps", &fps_s, "--keyframe-size", size];
+            ["--size", "480x540", "--bitrate", &bitrate_s, "--gop", "1", "--fps", &fps_s, "--keyframe-size", size];
         let d = Daemon::start(&args);
         // The keyframe a new viewer gets, then two periodic ones, a GOP (1 s) apart.
         let (_, units) = collect_units(d.addr, 0, 2 * fps as usize + 5);
