@@ -74,17 +74,24 @@ fn both_eyes_stream_constrained_baseline_h264_with_readable_stamps() {
         let (profile, w, h, level) = ffprobe(&path);
         assert_eq!((profile.as_str(), w, h), ("Constrained Baseline", 960, 1080), "eye {eye}");
         assert!(level >= 32, "960x1080 needs level 3.2 or above, got {level}");
-        let frames = decode_i420(&path, 960, 1080);
-        assert_eq!(frames.len(), units.len(), "one decoded picture per access unit");
-        for (f, u) in frames.iter().zip(&units) {
-            let s = Stamp::read(f, 960, 960)
-                .unwrap_or_else(|| panic!("eye {eye} seq {}: stamp unreadable", u.header.sequence));
-            // A repeated stamp (encoder skipped the stamp's macroblocks) would show here.
-            assert_eq!(
-                (s.eye, s.sequence, s.capture_us, s.crop),
-                (eye, u.header.sequence, u.header.capture_us, u.header.crop)
-            );
-        }
+        assert_every_stamp_is_its_header(&path, &units, Size { w: 960, h: 1080 }, &format!("eye {eye}"));
+    }
+}
+
+/// `path` (the H.264 of `units`) decodes by ffmpeg to one picture per unit, and each picture's
+/// stamp reads back as its unit's wire header: eye, sequence, capture time and crop. A repeated
+/// stamp (the encoder skipped the stamp's macroblocks) would show here.
+fn assert_every_stamp_is_its_header(path: &std::path::Path, units: &[Unit], size: Size, what: &str) {
+    let frames = decode_i420(path, size.w, size.h);
+    assert_eq!(frames.len(), units.len(), "{what}: one decoded picture per access unit");
+    for (f, u) in frames.iter().zip(units) {
+        let s = Stamp::read(f, size.w, size.w as usize)
+            .unwrap_or_else(|| panic!("{what} seq {}: stamp unreadable", u.header.sequence));
+        assert_eq!(
+            (s.eye, s.sequence, s.capture_us, s.crop),
+            (u.header.eye, u.header.sequence, u.header.capture_us, u.header.crop),
+            "{what}"
+        );
     }
 }
 
@@ -116,13 +123,7 @@ fn deblock_off_turns_the_loop_filter_off_in_every_slice_and_the_stamps_still_rea
         let idcs = deblocking_idcs(&path);
         assert!(idcs.len() >= units.len(), "{flags:?}: {} slice headers for {} pictures", idcs.len(), units.len());
         assert!(idcs.iter().all(|&i| i == want), "{flags:?}: disable_deblocking_filter_idc {idcs:?}, want all {want}");
-        let frames = decode_i420(&path, 480, 540);
-        assert_eq!(frames.len(), units.len(), "{flags:?}: one decoded picture per access unit");
-        for (f, u) in frames.iter().zip(&units) {
-            let s = Stamp::read(f, 480, 480)
-                .unwrap_or_else(|| panic!("{flags:?} seq {}: stamp unreadable", u.header.sequence));
-            assert_eq!((s.sequence, s.capture_us), (u.header.sequence, u.header.capture_us), "{flags:?}");
-        }
+        assert_every_stamp_is_its_header(&path, &units, Size { w: 480, h: 540 }, &format!("{flags:?}"));
     }
 }
 
@@ -153,13 +154,7 @@ fn small_keyframes_stay_within_a_three_frame_vbv_and_their_stamps_read() {
         }
         let path = dir.0.join(format!("{size}.h264"));
         write_h264(&path, &units);
-        let frames = decode_i420(&path, 480, 540);
-        assert_eq!(frames.len(), units.len(), "{size}: one decoded picture per access unit");
-        for (f, u) in frames.iter().zip(&units) {
-            let s = Stamp::read(f, 480, 480)
-                .unwrap_or_else(|| panic!("{size} seq {}: stamp unreadable", u.header.sequence));
-            assert_eq!((s.sequence, s.capture_us), (u.header.sequence, u.header.capture_us), "{size}");
-        }
+        assert_every_stamp_is_its_header(&path, &units, Size { w: 480, h: 540 }, size);
     }
 }
 
