@@ -144,7 +144,9 @@ typedef enum {
 
   ENCODER_OPTION_BITS_VARY_PERCENTAGE,       ///< bit vary percentage
 
-  ENCODER_OPTION_PIEYES_SMALL_IDR            ///< pieyes: an IDR's QP from its budget (ratectl.cpp)
+  ENCODER_OPTION_PIEYES_SMALL_IDR,           ///< pieyes: an IDR's QP from its budget (ratectl.cpp)
+
+  ENCODER_OPTION_PIEYES_ONE_SOURCE_PICTURE   ///< pieyes: one copy of the input, analysed against the reference (wels_preprocess.cpp)
 } ENCODER_OPTION;
 
 /**

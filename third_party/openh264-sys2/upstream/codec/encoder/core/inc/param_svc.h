@@ -120,6 +120,7 @@ typedef struct TagWelsSvcCodingParam: SEncParamExt {
   bool      bDeblockingParallelFlag;        // deblocking filter parallelization control flag
   int32_t   iBitsVaryPercentage;
   bool      bPieyesSmallIdr;                // pieyes: ENCODER_OPTION_PIEYES_SMALL_IDR
+  bool      bPieyesOneSourcePicture;        // pieyes: ENCODER_OPTION_PIEYES_ONE_SOURCE_PICTURE
 
   int8_t   iDecompStages;          // GOP size dependency
   int32_t  iMaxNumRefFrame;
@@ -233,6 +234,7 @@ typedef struct TagWelsSvcCodingParam: SEncParamExt {
     iDecompStages               = 0;    // GOP size dependency, unknown here and be revised later
     iBitsVaryPercentage = 10;
     bPieyesSmallIdr = false;
+    bPieyesOneSourcePicture = false;
   }
 
   int32_t ParamBaseTranscode (const SEncParamBase& pCodingParam) {

@@ -296,6 +296,15 @@ int32_t CWelsPreProcess::AnalyzeSpatialPic (sWelsEncCtx* pCtx, const int32_t kiD
     }
   } else {
     SPicture* pRefPic = GetBestRefPic (kiDidx, iRefTemporalIdx);
+    if (pSvcParam->bPieyesOneSourcePicture) {
+      // pieyes: the input is not kept for the next picture (UpdateSpatialPictures), so the
+      // statistics that steer partition choice and the bit-rate control's complexity compare it
+      // with the last reconstructed picture, the one a P frame is predicted from. Before the
+      // first reference there is none: the picture with itself (an IDR uses its variance only).
+      const SRefList* kpRefList = pCtx->ppRefPicListExt[kiDidx];
+      pRefPic = (kpRefList->uiShortRefCount > 0 && kpRefList->pShortRefList[0] != NULL) ? kpRefList->pShortRefList[0] :
+                pCurPic;
+    }
     SPicture* pLastPic = m_pLastSpatialPicture[kiDidx][0];
     bool bCalculateSQDiff = ((pLastPic->pData[0] == pRefPic->pData[0]) && bNeededMbAq);
 
@@ -319,6 +328,13 @@ int32_t CWelsPreProcess::GetCurPicPosition (const int32_t kiDidx) {
 int32_t CWelsPreProcess::UpdateSpatialPictures (sWelsEncCtx* pCtx, SWelsSvcCodingParam* pParam,
     const int8_t iCurTid, const int32_t kiDidx) {
   if (pCtx->pSvcParam->iUsageType == SCREEN_CONTENT_REAL_TIME)
+    return 0;
+  // pieyes: with ENCODER_OPTION_PIEYES_ONE_SOURCE_PICTURE every input is copied into the same
+  // picture and the ones it was exchanged with are never written, so never resident (their
+  // zeroed blocks come from calloc): a 960x1080 picture with its padding is 1.7 MB. The last
+  // inputs are then not kept, which the option's SetOption checks nothing needs (long-term
+  // references, scene change and background detection, adaptive quantisation).
+  if (pParam->bPieyesOneSourcePicture)
     return 0;
 
   WelsExchangeSpatialPictures (&m_pLastSpatialPicture[kiDidx][1], &m_pLastSpatialPicture[kiDidx][0]);

@@ -1193,6 +1193,21 @@ int CWelsH264SVCEncoder::SetOption (ENCODER_OPTION eOptionId, void* pOption) {
     m_pEncContext->pSvcParam->bPieyesSmallIdr = (* (static_cast<int32_t*> (pOption))) != 0;
   }
   break;
+  case ENCODER_OPTION_PIEYES_ONE_SOURCE_PICTURE: {
+    // pieyes: only for what needs no earlier input (wels_preprocess.cpp, UpdateSpatialPictures).
+    const SWelsSvcCodingParam* kpParam = m_pEncContext->pSvcParam;
+    const bool kbOn = (* (static_cast<int32_t*> (pOption))) != 0;
+    if (kbOn && (kpParam->iUsageType == SCREEN_CONTENT_REAL_TIME || kpParam->iSpatialLayerNum != 1
+                 || kpParam->bEnableLongTermReference || kpParam->bEnableSceneChangeDetect
+                 || kpParam->bEnableBackgroundDetection || kpParam->bEnableAdaptiveQuant)) {
+      WelsLog (&m_pWelsTrace->m_sLogCtx, WELS_LOG_ERROR,
+               "CWelsH264SVCEncoder::SetOption():ENCODER_OPTION_PIEYES_ONE_SOURCE_PICTURE needs one spatial layer and no "
+               "long-term reference, scene change or background detection, adaptive quantisation or screen content");
+      return cmInitParaError;
+    }
+    m_pEncContext->pSvcParam->bPieyesOneSourcePicture = kbOn;
+  }
+  break;
 
   default:
     return cmInitParaError;
