@@ -377,32 +377,17 @@ fn encoder_threads(r: &mut Report) {
 /// anonymous mappings (glibc serves allocations over its mmap threshold with their own
 /// mmap); the camera's frames are the memfd mappings; [heap] is glibc's main arena.
 fn memory(r: &mut Report) {
-    let d = start_daemon(&[]);
-    let mut v = Viewers::connect(d.addr, 10, 2, 0);
-    v.run(secs(8.0));
-    let pid = d.child.id();
-    let rss = status_kb(pid, "VmRSS:") / 1024.0;
-    let hwm = status_kb(pid, "VmHWM:") / 1024.0;
-    let kinds = smaps_by_kind(pid);
+    let (rss, hwm, kinds) = daemon_memory(&[]);
     r.row("2 eyes, 10 viewers each: RSS now / peak", format!("{rss:.1} / {hwm:.1} MB (target ≤ 30)"));
     let mut obj = Obj::new().num("rss_mb", rss).num("rss_peak_mb", hwm);
     for (kind, kb) in &kinds {
         r.row(&format!("  RSS of {}", kind.label()), format!("{:.1} MB", kb / 1024.0));
         obj = obj.num(&format!("{}_mb", kind.key()), kb / 1024.0);
     }
-    drop((v, d));
     // Small keyframes fill fewer pages of OpenH264's bitstream buffers.
-    let d = start_daemon(&["--keyframe-size", "small"]);
-    let mut v = Viewers::connect(d.addr, 10, 2, 0);
-    v.run(secs(8.0));
-    let (pid, small) =
-        (d.child.id(), [("VmRSS:", "rss_small_keyframes_mb"), ("VmHWM:", "rss_peak_small_keyframes_mb")]);
-    let small = small.map(|(field, key)| (key, status_kb(pid, field) / 1024.0));
-    r.row("  the same with --keyframe-size small: RSS now / peak", format!("{:.1} / {:.1} MB", small[0].1, small[1].1));
-    for (key, mb) in small {
-        obj = obj.num(key, mb);
-    }
-    drop((v, d));
+    let (rss, hwm, _) = daemon_memory(&["--keyframe-size", "small"]);
+    r.row("  the same with --keyframe-size small: RSS now / peak", format!("{rss:.1} / {hwm:.1} MB"));
+    obj = obj.num("rss_small_keyframes_mb", rss).num("rss_peak_small_keyframes_mb", hwm);
     // OpenH264 alone in this process: the RSS one encoder adds, made and 5 frames encoded. The
     // bench's own frame buffer is drawn once before the baseline: its pages are not the encoder's.
     let scene = Scene::new(SENSOR, 24);
@@ -425,6 +410,16 @@ fn memory(r: &mut Report) {
         ),
     );
     r.section("memory", obj.num("openh264_one_eye_mb", one / 1024.0).finish());
+}
+
+/// The daemon with `args`, 2 eyes and 10 viewers each for 8 s: its RSS now and at peak (MB),
+/// and where it is (kB by kind).
+fn daemon_memory(args: &[&str]) -> (f64, f64, Vec<(MemKind, f64)>) {
+    let d = start_daemon(args);
+    let mut v = Viewers::connect(d.addr, 10, 2, 0);
+    v.run(secs(8.0));
+    let pid = d.child.id();
+    (status_kb(pid, "VmRSS:") / 1024.0, status_kb(pid, "VmHWM:") / 1024.0, smaps_by_kind(pid))
 }
 
 /// Synthetic frames at the bench's size, rendered and stamped into one memfd buffer, as the
