@@ -10,6 +10,8 @@
 //!   capture→sent p99, CPU, RSS;
 //! - one stalled viewer among 10 healthy: the healthy ones' p99 and drops before and after,
 //!   the stalled one skipped then disconnected, RSS bounded;
+//! - keyframes: `--keyframe-size small`'s frame sizes and bitrate as a viewer sees them, and
+//!   what each keyframe mode costs the picture (PSNR of the IDR and the frames after it);
 //! - eye movement: `look` over the Unix socket → first frame with the new crop at a viewer.
 //! - frame taps: `tap both` (zero-copy) and `tap both size 240x270` at 30 fps, each frame
 //!   mapped, read and released by a client thread: the daemon's CPU with and without (windows
@@ -304,6 +306,96 @@ fn small_keyframes(r: &mut Report) {
     let seen = v.frames_seen.take().unwrap_or_default();
     let rate = rate_rows(r, "--keyframe-size small", &seen);
     r.section("rate_small_keyframes", rate);
+}
+
+/// What a small keyframe costs the picture: one eye's frames, encoded in this process as the
+/// daemon encodes them (full and small keyframes, a GOP of 2 s), decoded by ffmpeg and
+/// compared with the rendered scene. Per keyframe mode: the luma PSNR of the IDRs and of the
+/// frames after them, against the settled picture (the last quarter of each GOP), and how many
+/// frames it takes to reach 30 dB (a picture to steer by) and to come back within 1 dB of it. The first two IDRs are left out: a small
+/// encoder gives them the top QP by design (nothing yet predicts their size).
+fn keyframe_quality(r: &mut Report) {
+    const GOP: u32 = 2 * FPS;
+    let gops = ((4.0 * scale()).round() as u32).max(1) + 2;
+    let scene = Scene::new(SENSOR, 24);
+    let band = pieyes::camera::stamp::band_height(OUT.w) as usize;
+    let dir = std::env::temp_dir().join(format!("pieyes-bench-kq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut obj = Obj::new();
+    for (label, small_idr) in [("full", false), ("small", true)] {
+        let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: GOP };
+        let mut enc = new_h264_encoder(&cfg, Tuning { small_idr, ..Tuning::default() }, 1.0).expect("encoder");
+        let (mut source, mut scratch) = (Frames::new(), Scratch::default());
+        let path = dir.join(format!("{label}.h264"));
+        let mut stream = Vec::new();
+        let mut keyframes = Vec::new();
+        let t = |i: u32| i as u64 * 1_000_000 / FPS as u64;
+        for i in 0..gops * GOP {
+            let au = encode_one(&mut enc, source.next(&scene, 0, i, t(i)), false, &mut scratch).expect("encode");
+            stream.extend_from_slice(au.annexb());
+            keyframes.push(au.keyframe);
+        }
+        std::fs::write(&path, &stream).unwrap();
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-f", "h264", "-i"])
+            .arg(&path)
+            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+            .output()
+            .expect("ffmpeg is installed by `make bench`'s deps");
+        assert!(out.status.success(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+        let (frame_len, y_len) = (source.layout.frame_len(), source.layout.y_len());
+        assert_eq!(out.stdout.len(), frame_len * keyframes.len(), "{label}: one decoded picture per frame");
+        // PSNR by frames since the last IDR, over every GOP but the first two.
+        let mut by_offset = vec![Vec::new(); GOP as usize];
+        let mut since = 0usize;
+        for (i, (decoded, &key)) in out.stdout.chunks(frame_len).zip(&keyframes).enumerate() {
+            since = if key { 0 } else { since + 1 };
+            if i < 2 * GOP as usize || since >= by_offset.len() {
+                continue;
+            }
+            let expect = &source.next(&scene, 0, i as u32, t(i as u32)).pixels()[..y_len];
+            by_offset[since].push(luma_psnr(&decoded[..y_len], expect, OUT.w as usize, band));
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let at: Vec<f64> = by_offset.iter().map(|v| mean(v)).collect();
+        let settled = mean(&at[3 * at.len() / 4..]);
+        let back = at.iter().position(|&p| p >= settled - 1.0).unwrap_or(at.len());
+        let to_30 = at.iter().position(|&p| p >= 30.0).unwrap_or(at.len());
+        let ms = |frames: usize| frames as f64 * 1000.0 / FPS as f64;
+        r.row(
+            &format!("keyframes {label}: PSNR of the IDR / +1 / +2 / +4 / +8 frames / settled"),
+            format!(
+                "{:.1} / {:.1} / {:.1} / {:.1} / {:.1} / {settled:.1} dB; 30 dB after {to_30} frame(s) ({:.0} ms), within 1 dB of settled after {back} ({:.0} ms)",
+                at[0],
+                at[1],
+                at[2],
+                at[4],
+                at[8],
+                ms(to_30),
+                ms(back)
+            ),
+        );
+        obj = obj
+            .num(&format!("{label}_idr_psnr_db"), at[0])
+            .num(&format!("{label}_plus1_psnr_db"), at[1])
+            .num(&format!("{label}_plus2_psnr_db"), at[2])
+            .num(&format!("{label}_plus4_psnr_db"), at[4])
+            .num(&format!("{label}_plus8_psnr_db"), at[8])
+            .num(&format!("{label}_settled_psnr_db"), settled)
+            .int(&format!("{label}_frames_to_30db"), to_30 as u64)
+            .int(&format!("{label}_frames_to_settle"), back as u64)
+            .int(&format!("{label}_idrs_counted"), by_offset[0].len() as u64);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r.section("keyframe_quality", obj.finish());
+}
+
+/// Luma PSNR (dB) of `a` against `b`, rows of `w`, the first `skip_rows` (the stamp) left out.
+fn luma_psnr(a: &[u8], b: &[u8], w: usize, skip_rows: usize) -> f64 {
+    let (a, b) = (&a[skip_rows * w..], &b[skip_rows * w..]);
+    let se: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    let mse = se / a.len() as f64;
+    if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
 }
 
 /// `--encoder-threads`: one eye, 1 vs 2 slices/threads, OpenH264 alone (encode time) and the
@@ -958,6 +1050,7 @@ fn main() {
     }
     if on("keyframes") {
         small_keyframes(&mut r);
+        keyframe_quality(&mut r);
     }
     if on("threads") {
         encoder_threads(&mut r);
