@@ -139,9 +139,14 @@ test-vm:
 ## the browser's capture→paint next to the minimal pipeline (PIEYES_FLOOR, ../shared/floor), and
 ## over a shaped lossy link in network namespaces of its own (root: tests/browser/lossy-link.sh)
 PIEYES_FLOOR ?= $(firstword $(wildcard $(abspath ../shared/floor) /work/shared/floor))
-bench: deps-test
+# The bench also runs an aarch64 build of itself under qemu (OpenH264's NEON path, as a ratio to
+# this machine's: benches/daemon.rs, aarch64_under_qemu); cargo prints that build's path in JSON.
+bench: deps-test deps-aarch64 aarch64-sysroot
 	$(CARGO) build --release --benches
-	$(CARGO) bench --bench daemon
+	bin=$$($(AARCH64_ENV) $(CARGO) bench --no-run --target $(AARCH64) --bench daemon --message-format=json-render-diagnostics \
+	  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1); \
+	[ -x "$$bin" ] || { echo "make bench: no aarch64 bench binary"; exit 1; }; \
+	PIEYES_BENCH_AARCH64=$$bin PIEYES_BENCH_AARCH64_RUNNER="$(AARCH64_RUNNER)" $(CARGO) bench --bench daemon
 	cd tests/browser && PIEYES_FLOOR=$(PIEYES_FLOOR) node latency.bench.mjs
 	$(SUDO) env PATH="$$PATH" tests/browser/lossy-link.sh
 

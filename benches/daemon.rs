@@ -16,6 +16,8 @@
 //! - frame taps: `tap both` (zero-copy) and `tap both size 240x270` at 30 fps, each frame
 //!   mapped, read and released by a client thread: the daemon's CPU with and without (windows
 //!   alternating), the ratio, and capture → tap line received.
+//! - aarch64: OpenH264's CPU per frame in an aarch64 build of this bench under qemu-aarch64
+//!   (`make bench` cross-builds it) against this native build, as a ratio only;
 //! - browser: headless Chromium, run next by `make bench` (tests/browser/latency.bench.mjs)
 //!   and merged into the same JSON.
 
@@ -480,26 +482,15 @@ fn memory(r: &mut Report) {
     let (rss, hwm, _) = daemon_memory(&["--keyframe-size", "small"]);
     r.row("  the same with --keyframe-size small: RSS now / peak", format!("{rss:.1} / {hwm:.1} MB"));
     obj = obj.num("rss_small_keyframes_mb", rss).num("rss_peak_small_keyframes_mb", hwm);
-    // OpenH264 alone in this process: the RSS one encoder adds, made and 5 frames encoded. The
-    // bench's own frame buffer is drawn once before the baseline: its pages are not the encoder's.
-    let scene = Scene::new(SENSOR, 24);
-    let (mut source, mut scratch) = (Frames::new(), Scratch::default());
-    source.next(&scene, 0, 0, 0);
-    let frame_kb = self_rss_kb();
-    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
-    let mut enc = new_h264_encoder(&cfg, Tuning { threads: *THREADS_HERE, ..Tuning::default() }, 1.0).expect("encoder");
-    for i in 0..5u32 {
-        let buf = source.next(&scene, 0, i, i as u64 * 33_333);
-        encode_one(&mut enc, buf, false, &mut scratch).expect("encode");
-    }
-    let one = self_rss_kb() - frame_kb;
+    // OpenH264 alone, in a fresh process: the RSS one encoder adds, made and 5 frames encoded.
+    // (In this process, what earlier scenarios freed would be reused and hide its pages: glibc
+    // raises its mmap threshold after large blocks are freed.)
+    let exe = std::env::current_exe().unwrap();
+    let one = child_figure(exe.to_str().unwrap(), &[], "openh264-rss");
+    let frame_len = I420Layout::new(OUT).frame_len();
     r.row(
         "  one eye's OpenH264 encoder (measured alone, after 5 frames)",
-        format!(
-            "{:.1} MB (a 960x1080 I420 picture is {:.2} MB)",
-            one / 1024.0,
-            source.layout.frame_len() as f64 / 1048576.0
-        ),
+        format!("{:.1} MB (a 960x1080 I420 picture is {:.2} MB)", one / 1024.0, frame_len as f64 / 1048576.0),
     );
     r.section("memory", obj.num("openh264_one_eye_mb", one / 1024.0).finish());
 }
@@ -1034,9 +1025,107 @@ fn w_status_taps(d: &DaemonProc) -> (f64, f64) {
     (sum("sent"), sum("skipped"))
 }
 
+/// The child's side of `aarch64_under_qemu`: one eye's OpenH264 (1 thread, the daemon's
+/// settings) encoding the synthetic frames back to back; the encode's own CPU per frame (µs),
+/// the first `skip` frames (start-up) not counted.
+fn encode_one_eye_child(frames: u32, skip: u32) -> f64 {
+    let scene = Scene::new(SENSOR, 24);
+    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+    let mut enc = new_h264_encoder(&cfg, Tuning::default(), 1.0).expect("encoder");
+    let (mut source, mut scratch) = (Frames::new(), Scratch::default());
+    let mut cpu_us = 0u64;
+    for i in 0..frames {
+        let buf = source.next(&scene, 0, i, i as u64 * 1_000_000 / FPS as u64);
+        let c0 = thread_cpu_us();
+        encode_one(&mut enc, buf, false, &mut scratch).expect("encode");
+        if i >= skip {
+            cpu_us += thread_cpu_us() - c0;
+        }
+    }
+    cpu_us as f64 / (frames - skip) as f64
+}
+
+/// The child's side of `memory`: the RSS (kB) one eye's OpenH264 adds to a fresh process, made
+/// (with `--encoder-threads auto`'s slices) and 5 frames encoded. The bench's own frame buffer
+/// is drawn once before the baseline: its pages are not the encoder's.
+fn openh264_rss_child() -> f64 {
+    let scene = Scene::new(SENSOR, 24);
+    let (mut source, mut scratch) = (Frames::new(), Scratch::default());
+    source.next(&scene, 0, 0, 0);
+    let before = self_rss_kb();
+    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+    let mut enc = new_h264_encoder(&cfg, Tuning { threads: *THREADS_HERE, ..Tuning::default() }, 1.0).expect("encoder");
+    for i in 0..5u32 {
+        let buf = source.next(&scene, 0, i, i as u64 * 33_333);
+        encode_one(&mut enc, buf, false, &mut scratch).expect("encode");
+    }
+    self_rss_kb() - before
+}
+
+/// Runs `program args` as a bench child doing `what` (PIEYES_BENCH_CHILD) and returns the
+/// figure it prints.
+fn child_figure(program: &str, args: &[&str], what: &str) -> f64 {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("PIEYES_BENCH_CHILD", what)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{program} {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find_map(|l| l.strip_prefix("figure "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{program}: no figure in {text:?}"))
+}
+
+/// A bench child (PIEYES_BENCH_CHILD set): `encode FRAMES SKIP` or `openh264-rss`; prints
+/// `figure <value>`.
+fn child(what: &str) {
+    let words: Vec<&str> = what.split_whitespace().collect();
+    let figure = match words.as_slice() {
+        ["encode", frames, skip] => encode_one_eye_child(frames.parse().unwrap(), skip.parse().unwrap()),
+        ["openh264-rss"] => openh264_rss_child(),
+        _ => panic!("PIEYES_BENCH_CHILD={what:?}: unknown"),
+    };
+    println!("figure {figure}");
+}
+
+/// The per-frame encode cost of the aarch64 build (OpenH264's NEON code) under qemu-aarch64,
+/// relative to this machine's native build (its x86 assembly), in alternating rounds of the
+/// same child run by each. Only the ratio means anything: qemu's speed tells nothing of a
+/// Cortex-A76's (README, *On a Pi 5*). `make bench` sets PIEYES_BENCH_AARCH64 (the aarch64
+/// bench binary) and PIEYES_BENCH_AARCH64_RUNNER (qemu with the sysroot's libraries).
+fn aarch64_under_qemu(r: &mut Report) {
+    const LABEL: &str = "aarch64 build under qemu / native: OpenH264 CPU per frame (one eye, 1 thread)";
+    let (Ok(bin), Ok(runner)) = (std::env::var("PIEYES_BENCH_AARCH64"), std::env::var("PIEYES_BENCH_AARCH64_RUNNER"))
+    else {
+        r.row(LABEL, "not run: PIEYES_BENCH_AARCH64 / _RUNNER unset (`make bench` sets them)".into());
+        return;
+    };
+    let (frames, skip) = (((60.0 * scale()) as u32).max(10) + 10, 10);
+    let what = format!("encode {frames} {skip}");
+    let native_exe = std::env::current_exe().unwrap();
+    let native_exe = native_exe.to_str().unwrap();
+    let mut words = runner.split_whitespace();
+    let qemu = words.next().expect("a runner command");
+    let qemu_args: Vec<&str> = words.chain([bin.as_str()]).collect();
+    let (mut native, mut emulated) = (0.0, 0.0);
+    const ROUNDS: u32 = 2;
+    for _ in 0..ROUNDS {
+        native += child_figure(native_exe, &[], &what);
+        emulated += child_figure(qemu, &qemu_args, &what);
+    }
+    let ratio = emulated / native;
+    r.row(LABEL, format!("{ratio:.1}× ({ROUNDS} alternating rounds of {} frames each)", frames - skip));
+    r.section("aarch64_qemu", Obj::new().num("cpu_ratio_to_native", ratio).int("rounds", ROUNDS as u64).finish());
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench probing for test names
+    }
+    if let Ok(what) = std::env::var("PIEYES_BENCH_CHILD") {
+        return child(&what);
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("pieyes bench: 2 eyes × {OUT} @ {FPS} fps, {BITRATE} bit/s per eye, {cores} cores, scale {}", scale());
@@ -1069,6 +1158,9 @@ fn main() {
     }
     if on("taps") {
         taps(&mut r);
+    }
+    if on("aarch64") {
+        aarch64_under_qemu(&mut r);
     }
     if !only.is_empty() {
         return;

@@ -214,6 +214,22 @@ mod source_build {
         }
     }
 
+    /// pieyes: say so when the x86 assembly is left out (plain C encodes ~2x slower), and rerun
+    /// this script when a directory on PATH changes, so that installing `nasm` after a first
+    /// build brings the assembly in without a `cargo clean`.
+    #[allow(unused)]
+    fn warn_without_asm_once() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            println!("cargo:warning=OpenH264 is built WITHOUT its x86 assembly (`nasm` missing or failing): encoding is ~2x slower. Install nasm (`make deps-build`); the next build picks it up.");
+            for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+                if dir.is_dir() {
+                    println!("cargo:rerun-if-changed={}", dir.display());
+                }
+            }
+        });
+    }
+
     #[allow(unused)]
     fn try_compile_nasm(target: &Target, cc_build_command: &mut Build, root: &str) {
         if std::env::var("OPENH264_NO_ASM").is_ok() {
@@ -241,6 +257,7 @@ mod source_build {
             .compile_objects()
         else {
             println!("Failed to compile NASM files, not using any assembly.");
+            warn_without_asm_once();
             return;
         };
 
