@@ -137,7 +137,8 @@ test-vm:
 
 ## make bench: release build, measured scenarios, table on stdout and JSON in bench/results/;
 ## the browser's capture→paint next to the minimal pipeline (PIEYES_FLOOR, ../shared/floor), and
-## over a shaped lossy link in network namespaces of its own (root: tests/browser/lossy-link.sh)
+## over a shaped lossy link in network namespaces of its own (root: tests/browser/lossy-link.sh),
+## at 20 Mbit/s and at 5 Mbit/s (less than the two eyes' 6: a viewer at the edge of Wi-Fi)
 PIEYES_FLOOR ?= $(firstword $(wildcard $(abspath ../shared/floor) /work/shared/floor))
 # The bench also runs an aarch64 build of itself under qemu (OpenH264's NEON path, as a ratio to
 # this machine's: benches/daemon.rs, aarch64_under_qemu); cargo prints that build's path in JSON.
@@ -149,6 +150,7 @@ bench: deps-test deps-aarch64 aarch64-sysroot
 	PIEYES_BENCH_AARCH64=$$bin PIEYES_BENCH_AARCH64_RUNNER="$(AARCH64_RUNNER)" $(CARGO) bench --bench daemon
 	cd tests/browser && PIEYES_FLOOR=$(PIEYES_FLOOR) node latency.bench.mjs
 	$(SUDO) env PATH="$$PATH" tests/browser/lossy-link.sh
+	$(SUDO) env PATH="$$PATH" PIEYES_LINK_RATE=5e6 tests/browser/lossy-link.sh
 
 ## make aarch64: the release binary for a 64-bit Pi, with the libcamera backend, built against the
 ## arm64 sysroot (PI=user@host: that Pi's), its tests run under qemu with the sysroot's libraries:

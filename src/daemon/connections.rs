@@ -30,10 +30,15 @@ use crate::sys::socket::Socket;
 use crate::transport::{Input, PLAIN_REFUSAL, Refused, Transport};
 use crate::ws::frame::close;
 
-/// Kernel send buffer of a video viewer's socket: a few frames, well under a second. A small
-/// one keeps a slow viewer's backlog in our queue, where the fan-out policy sees it (skip to a
-/// keyframe), not hidden in the kernel.
+/// Kernel send buffer of a video viewer's socket (the kernel doubles it: 512 KiB, room for a
+/// few keyframes in flight). Bounded so that it does not grow with autotuning.
 const VIDEO_SNDBUF: usize = 256 * 1024;
+/// Of that, bytes the kernel may hold not yet sent (TCP_NOTSENT_LOWAT): half an IDR, 50 ms at
+/// 10 Mbit/s. A slow viewer's backlog then waits in our queue, where the fan-out policy sees it
+/// (skip to a keyframe), not hidden in the kernel. Without it a link slower than the stream
+/// filled the whole buffer (1.4 s of one eye at 3 Mbit/s) first: at 5 Mbit/s for both eyes
+/// capture→paint p50 was 1.8 s, with it 0.5 s (`make bench`, lossy link at 5 Mbit/s).
+const VIDEO_UNSENT: u32 = 64 * 1024;
 /// Bytes read per readable event at most, so one chatty client cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
 /// Bytes written to one client per turn of the loop at most, for the same reason.
@@ -427,6 +432,9 @@ impl Daemon {
                 });
                 if let Err(e) = crate::sys::socket::set_send_buffer(&c.socket, VIDEO_SNDBUF) {
                     crate::debug!("client {id}: SO_SNDBUF: {e}");
+                }
+                if let Err(e) = crate::sys::socket::set_unsent_limit(&c.socket, VIDEO_UNSENT) {
+                    crate::debug!("client {id}: TCP_NOTSENT_LOWAT: {e}");
                 }
                 let viewers = &mut self.conns.viewers[eye as usize];
                 viewers.push(id);

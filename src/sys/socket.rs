@@ -1,6 +1,6 @@
 //! Client sockets as the loop holds them (TCP or Unix), and socket I/O beyond std: gathered
 //! writes that never raise SIGPIPE, an fd sent with a line (SCM_RIGHTS, for frame taps), and
-//! socket options (TCP_NODELAY, SO_SNDBUF). Listeners and clients are made non-blocking with
+//! socket options (TCP_NODELAY, SO_SNDBUF, TCP_NOTSENT_LOWAT). Listeners and clients are made non-blocking with
 //! std's `set_nonblocking`.
 
 use std::io::{IoSlice, IoSliceMut, Read};
@@ -96,6 +96,21 @@ pub fn set_nodelay(fd: impl AsFd) -> std::io::Result<()> {
 pub fn set_send_buffer(fd: impl AsFd, bytes: usize) -> std::io::Result<()> {
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SndBuf, &bytes)?;
     Ok(())
+}
+
+/// Bound the bytes the kernel holds not yet sent on a TCP socket (TCP_NOTSENT_LOWAT): past
+/// it the socket stops being writable, so on a slow link the backlog waits in our queue, where
+/// the fan-out policy can skip it, instead of in the kernel, where it can only arrive late.
+/// Bytes in flight (sent, not yet acknowledged) do not count.
+pub fn set_unsent_limit(fd: impl AsFd, bytes: u32) -> std::io::Result<()> {
+    let v = bytes.min(i32::MAX as u32) as libc::c_int;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: setsockopt reads `len` bytes from `&v`, an int that outlives the call; the fd is
+    // borrowed, so open.
+    let rc = unsafe {
+        libc::setsockopt(fd.as_fd().as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, (&raw const v).cast(), len)
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// This machine's IPv4 and IPv6 addresses (getifaddrs), loopback included, without link-local

@@ -11,7 +11,8 @@
 // inside its network namespaces, as root): the daemon in PIEYES_NETNS_SERVER at
 // PIEYES_NETNS_ADDR, this script and Chromium in the client namespace; a loss burst
 // (PIEYES_BURST_MS of 100 % loss) in the middle, and how long the page takes to recover.
-// Merged as "browser_lossy"; no floor run.
+// Merged as "browser_lossy"; no floor run. With PIEYES_LINK_RATE (bit/s; lossy-link.sh narrows
+// the link to it) as "browser_lossy_<N>mbit" instead.
 //
 // Then (not `--lossy`) the three viewer paths against one daemon, merged as "browser_paths":
 // see pathsRun. `--paths` runs only that part.
@@ -267,8 +268,9 @@ if (ONLY_PATHS) {
   paths.tls_cpu = await tlsCpuRun();
 }
 
-const key = LOSSY ? 'browser_lossy' : 'browser';
-const tag = LOSSY ? 'lossy link: ' : 'browser: ';
+const LINK_MBIT = process.env.PIEYES_LINK_RATE ? Number(process.env.PIEYES_LINK_RATE) / 1e6 : null;
+const key = !LOSSY ? 'browser' : LINK_MBIT ? `browser_lossy_${LINK_MBIT}mbit` : 'browser_lossy';
+const tag = !LOSSY ? 'browser: ' : LINK_MBIT ? `lossy link at ${LINK_MBIT} Mbit/s: ` : 'lossy link: ';
 const e = result ? result.eyes : null;
 const rows = !result ? [] : [
   [`${tag}capture→paint p50 / p95 / p99 (eye 0)`, `${e[0].capture_paint_p50_ms} / ${e[0].capture_paint_p95_ms} / ${e[0].capture_paint_p99_ms} ms`],

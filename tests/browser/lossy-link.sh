@@ -5,7 +5,9 @@
 # netem rate 20mbit delay 5ms loss 0.5%` on a veth pair would do; shaper.py stands in for netem
 # because this machine's kernel is built without it (CONFIG_NET_SCH_NETEM is not set). No
 # traffic leaves the namespaces. `lossy-link.sh burst on|off`: 100 % loss on/off (the bench's
-# loss burst). The namespaces and the shaper are removed on exit.
+# loss burst). PIEYES_LINK_RATE (bit/s, default 20e6) narrows the link, e.g. 5e6: less than the
+# two eyes' 6 Mbit/s, a viewer walking out of Wi-Fi range. The namespaces and the shaper are
+# removed on exit.
 set -euo pipefail
 SRV=pieyes-srv CLI=pieyes-cli
 PIDFILE=/tmp/pieyes-shaper.pid
@@ -27,7 +29,7 @@ trap cleanup EXIT
 ip netns add $SRV
 ip netns add $CLI
 for ns in $SRV $CLI; do ip -n $ns link set lo up; done
-coproc SHAPE { exec python3 "$HERE/shaper.py" $SRV 10.77.0.1 $CLI 10.77.0.2 --rate 20e6 --delay 5 --loss 0.005; }
+coproc SHAPE { exec python3 "$HERE/shaper.py" $SRV 10.77.0.1 $CLI 10.77.0.2 --rate "${PIEYES_LINK_RATE:-20e6}" --delay 5 --loss 0.005; }
 SHAPER=$SHAPE_PID
 echo "$SHAPER" > $PIDFILE
 read -r -t 10 line <&"${SHAPE[0]}"
