@@ -314,8 +314,9 @@ fn small_keyframes(r: &mut Report) {
 /// daemon encodes them (full and small keyframes, a GOP of 2 s), decoded by ffmpeg and
 /// compared with the rendered scene. Per keyframe mode: the luma PSNR of the IDRs and of the
 /// frames after them, against the settled picture (the last quarter of each GOP), and how many
-/// frames it takes to reach 30 dB (a picture to steer by) and to come back within 1 dB of it. The first two IDRs are left out: a small
-/// encoder gives them the top QP by design (nothing yet predicts their size).
+/// frames it takes to reach 30 dB (a picture to steer by) and to come back within 1 dB of it.
+/// The first two IDRs are left out: a small encoder gives them the top QP by design (nothing
+/// yet predicts their size).
 fn keyframe_quality(r: &mut Report) {
     const GOP: u32 = 2 * FPS;
     let gops = ((4.0 * scale()).round() as u32).max(1) + 2;

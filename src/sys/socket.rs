@@ -137,3 +137,36 @@ pub fn local_addresses() -> Vec<std::net::IpAddr> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limit as the kernel reads it back (getsockopt), for the test below.
+    fn unsent_limit(fd: impl AsFd) -> std::io::Result<u32> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`, an int on this stack frame.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_fd().as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                (&raw mut v).cast(),
+                &raw mut len,
+            )
+        };
+        if rc == 0 { Ok(v as u32) } else { Err(std::io::Error::last_os_error()) }
+    }
+
+    #[test]
+    fn the_unsent_limit_is_set_on_tcp_and_refused_on_unix_sockets() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let before = unsent_limit(&client).unwrap();
+        set_unsent_limit(&client, 64 * 1024).unwrap();
+        assert_eq!(unsent_limit(&client).unwrap(), 64 * 1024, "was {before}");
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(set_unsent_limit(&a, 64 * 1024).is_err(), "a Unix socket has no TCP options");
+    }
+}
