@@ -43,6 +43,14 @@ const OUT: Size = Size { w: 960, h: 1080 };
 const SENSOR: Size = Size { w: 2304, h: 1296 };
 const FPS: u32 = 30;
 const BITRATE: u32 = 3_000_000;
+/// The daemon's default GOP: 2 s.
+const EYE_GOP: u32 = 2 * FPS;
+
+/// One eye's encoder as the daemon configures it by default.
+fn eye_config() -> EncoderConfig {
+    EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: EYE_GOP }
+}
+
 /// `--encoder-threads auto` on this machine.
 static THREADS_HERE: std::sync::LazyLock<u16> = std::sync::LazyLock::new(|| {
     EncoderThreads::Auto.resolve(pieyes::sys::thread::allowed_cpus().map(|c| c.len()).unwrap_or(1), 2)
@@ -98,8 +106,7 @@ fn encode_paced(scene: &std::sync::Arc<Scene>, frames: u32, skip: u32, eyes: u8,
         .map(|eye| {
             let scene = scene.clone();
             std::thread::spawn(move || {
-                let cfg =
-                    EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+                let cfg = eye_config();
                 // As the daemon does: the encoder (and OpenH264's slice threads) first, then the
                 // eye's own thread on its CPU (--encoder-cpus auto).
                 let mut enc = new_h264_encoder(&cfg, Tuning { threads, ..Tuning::default() }, 1.0).expect("encoder");
@@ -318,7 +325,7 @@ fn small_keyframes(r: &mut Report) {
 /// The first two IDRs are left out: a small encoder gives them the top QP by design (nothing
 /// yet predicts their size).
 fn keyframe_quality(r: &mut Report) {
-    const GOP: u32 = 2 * FPS;
+    const GOP: u32 = EYE_GOP;
     let gops = ((4.0 * scale()).round() as u32).max(1) + 2;
     let scene = Scene::new(SENSOR, 24);
     let band = pieyes::camera::stamp::band_height(OUT.w) as usize;
@@ -326,7 +333,7 @@ fn keyframe_quality(r: &mut Report) {
     std::fs::create_dir_all(&dir).unwrap();
     let mut obj = Obj::new();
     for (label, small_idr) in [("full", false), ("small", true)] {
-        let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: GOP };
+        let cfg = eye_config();
         let mut enc = new_h264_encoder(&cfg, Tuning { small_idr, ..Tuning::default() }, 1.0).expect("encoder");
         let (mut source, mut scratch) = (Frames::new(), Scratch::default());
         let path = dir.join(format!("{label}.h264"));
@@ -1031,7 +1038,7 @@ fn w_status_taps(d: &DaemonProc) -> (f64, f64) {
 /// the first `skip` frames (start-up) not counted.
 fn encode_one_eye_child(frames: u32, skip: u32) -> f64 {
     let scene = Scene::new(SENSOR, 24);
-    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+    let cfg = eye_config();
     let mut enc = new_h264_encoder(&cfg, Tuning::default(), 1.0).expect("encoder");
     let (mut source, mut scratch) = (Frames::new(), Scratch::default());
     let mut cpu_us = 0u64;
@@ -1054,7 +1061,7 @@ fn openh264_rss_child() -> f64 {
     let (mut source, mut scratch) = (Frames::new(), Scratch::default());
     source.next(&scene, 0, 0, 0);
     let before = self_rss_kb();
-    let cfg = EncoderConfig { width: OUT.w, height: OUT.h, fps: FPS, bitrate_bps: BITRATE, gop_frames: 2 * FPS };
+    let cfg = eye_config();
     let mut enc = new_h264_encoder(&cfg, Tuning { threads: *THREADS_HERE, ..Tuning::default() }, 1.0).expect("encoder");
     for i in 0..5u32 {
         let buf = source.next(&scene, 0, i, i as u64 * 33_333);

@@ -1,7 +1,7 @@
 //! Client sockets as the loop holds them (TCP or Unix), and socket I/O beyond std: gathered
 //! writes that never raise SIGPIPE, an fd sent with a line (SCM_RIGHTS, for frame taps), and
-//! socket options (TCP_NODELAY, SO_SNDBUF, TCP_NOTSENT_LOWAT). Listeners and clients are made non-blocking with
-//! std's `set_nonblocking`.
+//! socket options (TCP_NODELAY, SO_SNDBUF, TCP_NOTSENT_LOWAT). Listeners and clients are made
+//! non-blocking with std's `set_nonblocking`.
 
 use std::io::{IoSlice, IoSliceMut, Read};
 use std::net::TcpStream;
